@@ -1,0 +1,40 @@
+"""The detector interface and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ciagan_core.faces import FaceBox
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """Settings common to every detector backend.
+
+    ``score_threshold`` is in the backend's own units (CenterFace: probability; dlib HOG: SVM
+    margin, 0 is dlib's default); ``None`` takes the backend's recall-oriented default.
+    """
+
+    score_threshold: float | None = None
+    #: Boxes narrower than this (frame pixels) are dropped.
+    min_face_size: float = 8.0
+    #: CenterFace: frames whose long side exceeds this are scaled down for detection (0 = never).
+    max_input_side: int = 1280
+    #: dlib HOG: image upsampling passes (each finds faces half as large, 4x slower).
+    upsample: int = 1
+
+
+class Detector(Protocol):
+    """Finds faces in a BGR uint8 frame [H, W, 3]."""
+
+    name: str
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]: ...
+
+
+def keep_large_enough(boxes: list[FaceBox], min_face_size: float) -> list[FaceBox]:
+    """Drop boxes narrower than ``min_face_size`` pixels."""
+    return [b for b in boxes if min(b.width, b.height) >= min_face_size]
