@@ -72,10 +72,12 @@ class CropWindow:
         the 8 px centre crop compose to x = x0 + (u + 8.5) * W/144 - 0.5, likewise for y.
         """
         sx, sy = self.scale
-        return np.array([
-            [sx, 0.0, self.x0 + (NET_OFFSET + 0.5) * sx - 0.5],
-            [0.0, sy, self.y0 + (NET_OFFSET + 0.5) * sy - 0.5],
-        ])
+        return np.array(
+            [
+                [sx, 0.0, self.x0 + (NET_OFFSET + 0.5) * sx - 0.5],
+                [0.0, sy, self.y0 + (NET_OFFSET + 0.5) * sy - 0.5],
+            ]
+        )
 
     def net_coverage(self) -> tuple[float, float, float, float]:
         """The frame rectangle (x0, y0, x1, y1) that the 128 px network image covers."""
@@ -108,8 +110,13 @@ def render_landmark_image(points_crop: np.ndarray) -> np.ndarray:
     image = np.full((CROP_HEIGHT, CROP_WIDTH, 3), 255, np.uint8)
     pts = np.trunc(points_crop).astype(np.int64)
     for a, b in LANDMARK_EDGES:
-        cv2.line(image, (int(pts[a, 0]), int(pts[a, 1])), (int(pts[b, 0]), int(pts[b, 1])),
-                 LINE_COLOR_RGB, 1)
+        cv2.line(
+            image,
+            (int(pts[a, 0]), int(pts[a, 1])),
+            (int(pts[b, 0]), int(pts[b, 1])),
+            LINE_COLOR_RGB,
+            1,
+        )
     return image
 
 
@@ -128,8 +135,9 @@ def extract_window(frame: np.ndarray, x0: int, y0: int, width: int, height: int)
     fx1, fy1 = min(x0 + width, w), min(y0 + height, h)
     if fx0 < fx1 and fy0 < fy1:
         part = frame[fy0:fy1, fx0:fx1]
-        return cv2.copyMakeBorder(part, fy0 - y0, y0 + height - fy1, fx0 - x0,
-                                  x0 + width - fx1, cv2.BORDER_REPLICATE)
+        return cv2.copyMakeBorder(
+            part, fy0 - y0, y0 + height - fy1, fx0 - x0, x0 + width - fx1, cv2.BORDER_REPLICATE
+        )
     rows = np.clip(np.arange(y0, y0 + height), 0, h - 1)
     cols = np.clip(np.arange(x0, x0 + width), 0, w - 1)
     return frame[np.ix_(rows, cols)]
@@ -211,10 +219,15 @@ def landmark_problem(
     if not 0.4 * bw <= jaw_width <= 2.5 * bw:
         return "landmarks disagree with the detection"
     if keypoints is not None and keypoints.shape == (5, 2):
-        ours = np.array([
-            landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[30],
-            landmarks[48], landmarks[54],
-        ])
+        ours = np.array(
+            [
+                landmarks[36:42].mean(0),
+                landmarks[42:48].mean(0),
+                landmarks[30],
+                landmarks[48],
+                landmarks[54],
+            ]
+        )
         interocular = max(np.linalg.norm(ours[1] - ours[0]), 1.0)
         error = np.linalg.norm(ours - keypoints, axis=1).mean() / interocular
         if error > 0.5:

@@ -35,9 +35,8 @@ def feather_radius(feather: float, scale: float) -> int:
 
 
 def region_matte(polygon: np.ndarray, frame_shape: tuple[int, ...], radius: int) -> Matte | None:
-    """The matte of ``polygon`` (frame pixels) dilated and softened by ``radius`` pixels.
-
-    Returns None when the polygon lies entirely outside the frame.
+    """The matte of ``polygon`` (frame pixels): 1 inside, a cosine fall-off over ``2 * radius``
+    pixels of exact Euclidean distance outside, 0 beyond. None if the polygon misses the frame.
     """
     height, width = frame_shape[:2]
     margin = 2 * radius + 2
@@ -52,32 +51,38 @@ def region_matte(polygon: np.ndarray, frame_shape: tuple[int, ...], radius: int)
     cv2.fillPoly(inside, [pts], 255, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
     if not inside.any():
         return None
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    grown = cv2.dilate(inside, kernel)
-    soft = cv2.GaussianBlur(grown.astype(np.float32) / 255.0, (2 * radius + 1, 2 * radius + 1),
-                            radius / 2.0)
-    alpha = np.maximum(soft, inside.astype(np.float32) / 255.0)
-    return Matte((x0, y0, x1, y1), alpha)
+    # One linear-time pass instead of dilate + blur: cheap for large faces, exact support.
+    distance = cv2.distanceTransform(255 - inside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    reach = float(2 * radius)
+    alpha = 0.5 * (1.0 + np.cos(np.pi * np.minimum(distance, reach) / reach))
+    alpha[distance >= reach] = 0.0
+    return Matte((x0, y0, x1, y1), alpha.astype(np.float32))
 
 
 def composite(frame: np.ndarray, matte: Matte, replacement: np.ndarray) -> None:
     """frame[roi] = alpha * replacement + (1 - alpha) * frame[roi], in place; alpha 0 untouched.
 
-    ``replacement`` has the ROI's shape (uint8 or float in 0..255).
+    ``replacement`` has the ROI's shape (uint8, or float in 0..255).
     """
-    sl = matte.slices
-    region = frame[sl]
-    alpha = matte.alpha[..., None] if region.ndim == 3 else matte.alpha
-    mixed = alpha * replacement.astype(np.float32) + (1.0 - alpha) * region.astype(np.float32)
+    region = frame[matte.slices]
+    if replacement.dtype != region.dtype:
+        replacement = np.clip(np.rint(replacement), 0, 255).astype(region.dtype)
+    mixed = cv2.blendLinear(replacement, region, matte.alpha, 1.0 - matte.alpha)
     touched = matte.alpha > 0
-    region[touched] = np.clip(np.rint(mixed[touched]), 0, 255).astype(frame.dtype)
+    np.copyto(
+        region,
+        mixed.reshape(region.shape),
+        where=touched[..., None] if region.ndim == 3 else touched,
+    )
 
 
-def warp_to_frame(image: np.ndarray, net_to_frame: np.ndarray, roi: tuple[int, int, int, int]
-                  ) -> np.ndarray:
+def warp_to_frame(
+    image: np.ndarray, net_to_frame: np.ndarray, roi: tuple[int, int, int, int]
+) -> np.ndarray:
     """Map a network-space image (HWC) onto the frame rectangle ``roi`` (bilinear)."""
     x0, y0, x1, y1 = roi
     affine = net_to_frame.copy()
     affine[:, 2] -= (x0, y0)
-    return cv2.warpAffine(image, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image, affine, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )

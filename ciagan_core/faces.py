@@ -39,8 +39,9 @@ class FaceBox:
         """The same box grown (or shrunk) about its centre by ``factor``."""
         cx, cy = self.center
         hw, hh = self.width * factor / 2.0, self.height * factor / 2.0
-        return FaceBox(cx - hw, cy - hh, cx + hw, cy + hh, self.score, self.detector,
-                       self.keypoints)
+        return FaceBox(
+            cx - hw, cy - hh, cx + hw, cy + hh, self.score, self.detector, self.keypoints
+        )
 
 
 @dataclass
@@ -60,6 +61,9 @@ class FaceResult:
     track_id: int | None = None
     #: The replaced region's polygon in frame pixels [K, 2] (mask region) or box corners.
     polygon: np.ndarray | None = None
+    #: Feather radius in pixels: pixels farther than 2 * feather_px from ``polygon`` are
+    #: untouched.
+    feather_px: int = 0
     extra: dict = field(default_factory=dict)
 
 

@@ -19,7 +19,7 @@ MAX_SIDE = 16384
 
 @dataclass
 class WorkingFrame:
-    """A BGR uint8 view of an input frame and the way back to the input's layout."""
+    """A private BGR uint8 copy of an input frame and the way back to the input's layout."""
 
     bgr: np.ndarray
     restore: Callable[[np.ndarray], np.ndarray]
@@ -31,6 +31,7 @@ def to_working(frame: object) -> WorkingFrame:
         raise InputError(f"a frame must be a numpy array, got {type(frame).__name__}")
     if frame.size == 0:
         raise InputError(f"empty frame (shape {frame.shape})")
+    input_shape = frame.shape
     if frame.ndim == 3 and frame.shape[2] == 1:
         frame = frame[:, :, 0]
     if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
@@ -45,13 +46,12 @@ def to_working(frame: object) -> WorkingFrame:
         eight = (frame >> 8).astype(np.uint8)
     else:
         raise InputError(f"unsupported pixel type {frame.dtype}: expected uint8 or uint16")
-    eight = np.ascontiguousarray(eight)
     if eight.ndim == 2:
-        bgr = cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR)
+        bgr = cv2.cvtColor(np.ascontiguousarray(eight), cv2.COLOR_GRAY2BGR)
     elif eight.shape[2] == 4:
         bgr = np.ascontiguousarray(eight[:, :, :3])
     else:
-        bgr = eight.copy()
+        bgr = np.array(eight, order="C", copy=True)  # private: the pipeline draws into it
     original = frame
 
     def restore(result: np.ndarray) -> np.ndarray:
@@ -62,10 +62,10 @@ def to_working(frame: object) -> WorkingFrame:
         else:
             back8 = result
         if original.dtype == np.uint8:
-            return back8
+            return back8.reshape(input_shape)
         changed = back8 != eight
         out = original.copy()
         out[changed] = back8[changed].astype(np.uint16) * 257
-        return out
+        return out.reshape(input_shape)
 
     return WorkingFrame(bgr, restore)

@@ -33,7 +33,9 @@ class IdentityConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> IdentityConfig:
-        data = dict(data.get("identity", data)) if isinstance(data, Mapping) else data
+        # "identity:" is both the optional wrapper and the fixed id; a mapping means the wrapper.
+        if isinstance(data, Mapping) and isinstance(data.get("identity"), Mapping):
+            data = data["identity"]
         if not isinstance(data, Mapping):
             raise ConfigError(f"identity settings must be a mapping, got {type(data).__name__}")
         unknown = set(data) - {"policy", "identity", "pool", "seed"}
@@ -107,11 +109,14 @@ class IdentitySelector:
         if source is not None:
             candidates = candidates[candidates != source]
         if candidates.size == 0:
-            raise ConfigError(f"no identity left to choose: the pool holds only the source {source}")
+            raise ConfigError(
+                f"no identity left to choose: the pool holds only the source {source}"
+            )
         return int(candidates[self._rng.integers(candidates.size)])
 
-    def choose(self, track_ids: Sequence[int | None],
-               sources: Sequence[int | None] | None = None) -> list[int]:
+    def choose(
+        self, track_ids: Sequence[int | None], sources: Sequence[int | None] | None = None
+    ) -> list[int]:
         """One identity per face; ``sources`` are the people's own identities where known."""
         sources = list(sources) if sources is not None else [None] * len(track_ids)
         chosen = []

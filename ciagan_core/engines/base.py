@@ -24,8 +24,9 @@ class Engine(Protocol):
     def run(self, inputs: np.ndarray, identities: np.ndarray) -> np.ndarray: ...
 
 
-def check_batch(inputs: np.ndarray, identities: np.ndarray, num_identities: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def check_batch(
+    inputs: np.ndarray, identities: np.ndarray, num_identities: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Validate and normalise an engine call's arguments (float32 / int64, contiguous)."""
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     identities = np.ascontiguousarray(identities).astype(np.int64, copy=False).reshape(-1)

@@ -15,8 +15,9 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model: LoadedModel, device: str = "cpu", precision: str = "fp32",
-                 max_batch: int = 32):
+    def __init__(
+        self, model: LoadedModel, device: str = "cpu", precision: str = "fp32", max_batch: int = 32
+    ):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} requested but CUDA is unavailable")
         if precision not in ("fp32", "fp16"):

@@ -17,5 +17,6 @@ class Landmarker(Protocol):
 
     name: str
 
-    def landmarks(self, frame_bgr: np.ndarray, boxes: list[FaceBox]) -> list[np.ndarray | None]:
-        ...
+    def landmarks(
+        self, frame_bgr: np.ndarray, boxes: list[FaceBox]
+    ) -> list[np.ndarray | None]: ...
