@@ -1,4 +1,4 @@
-"""Inference engines behind one interface, chosen by name."""
+"""Inference engines behind one interface, chosen by name: torch, onnxruntime, tensorrt."""
 
 from __future__ import annotations
 
@@ -6,23 +6,30 @@ from pathlib import Path
 
 from ciagan_core.engines.base import Engine
 from ciagan_core.errors import ConfigError
-from ciagan_core.model_file import load_model_file
 
-ENGINES = ("torch",)
+ENGINES = ("torch", "onnxruntime", "tensorrt")
 
 
-def create_engine(
-    name: str,
-    model_path: str | Path,
-    device: str = "cpu",
-    precision: str = "fp32",
-    max_batch: int = 32,
-) -> Engine:
-    """Build the engine registered under ``name`` for the model file at ``model_path``."""
+def create_engine(name: str, model_path: str | Path, device: str = "cpu",
+                  precision: str = "fp32", max_batch: int = 32, **options: object) -> Engine:
+    """Build the engine registered under ``name`` for the model file at ``model_path``.
+
+    ``options`` go to the engine (onnxruntime: threads, use_tensorrt; tensorrt: engine_path,
+    cache_dir, rebuild, force, workspace_mb).
+    """
     if name == "torch":
         from ciagan_core.engines.torch_engine import TorchEngine
+        from ciagan_core.model_file import load_model_file
 
         return TorchEngine(load_model_file(model_path), device, precision, max_batch)
+    if name == "onnxruntime":
+        from ciagan_core.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(model_path, device, precision, max_batch, **options)
+    if name == "tensorrt":
+        from ciagan_core.engines.tensorrt_engine import TensorRTEngine
+
+        return TensorRTEngine(model_path, device, precision, max_batch, **options)
     raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
 
 
