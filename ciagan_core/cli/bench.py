@@ -12,23 +12,37 @@ from ciagan_core.errors import ConfigError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark inference engines against matmul throughput")
     p.add_argument("model", type=Path, help="generator model file (.safetensors)")
-    p.add_argument("--engines", default=None,
-                   help="comma list of ENGINE[:PRECISION] (default cpu: torch,onnxruntime; "
-                        "cuda: torch:fp32,torch:fp16,onnxruntime,tensorrt:fp16)")
+    p.add_argument(
+        "--engines",
+        default=None,
+        help="comma list of ENGINE[:PRECISION] (default cpu: torch,onnxruntime; "
+        "cuda: torch:fp32,torch:fp16,onnxruntime,tensorrt:fp16)",
+    )
     p.add_argument("--batches", default="1,4,16,32", help="comma list of batch sizes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--output", type=Path, default=Path("benchmarks/results"),
-                   help="folder for engines_<device>.json and .md")
-    p.add_argument("--accuracy-fixture", type=Path, default=None,
-                   help="parity fixture (.npz): also record each engine's max error on it")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("benchmarks/results"),
+        help="folder for engines_<device>.json and .md",
+    )
+    p.add_argument(
+        "--accuracy-fixture",
+        type=Path,
+        default=None,
+        help="parity fixture (.npz): also record each engine's max error on it",
+    )
     p.set_defaults(func=run)
 
 
 def parse_engines(spec: str | None, device: str) -> list[tuple[str, str]]:
     if spec is None:
-        spec = ("torch,onnxruntime" if device == "cpu"
-                else "torch:fp32,torch:fp16,onnxruntime,tensorrt:fp16")
+        spec = (
+            "torch,onnxruntime"
+            if device == "cpu"
+            else "torch:fp32,torch:fp16,onnxruntime,tensorrt:fp16"
+        )
     engines = []
     for item in spec.split(","):
         name, _, precision = item.strip().partition(":")
@@ -46,9 +60,14 @@ def fixture_accuracy(model: Path, fixture: Path, engines, device: str) -> dict[s
 
     with np.load(fixture) as data:
         inputs, ids, expected = data["generator_input"], data["identity"], data["raw_output"]
-    return {f"{n}:{p}": float(np.abs(create_engine(n, model, device=device, precision=p)
-                                     .run(inputs, ids) - expected).max())
-            for n, p in engines}
+    return {
+        f"{n}:{p}": float(
+            np.abs(
+                create_engine(n, model, device=device, precision=p).run(inputs, ids) - expected
+            ).max()
+        )
+        for n, p in engines
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,12 +78,13 @@ def run(args: argparse.Namespace) -> int:
     engines = parse_engines(args.engines, args.device)
     report = run_benchmark(args.model, engines, batches, args.device, args.repeats)
     if args.accuracy_fixture:
-        report.accuracy = fixture_accuracy(args.model, args.accuracy_fixture, engines,
-                                           args.device)
+        report.accuracy = fixture_accuracy(args.model, args.accuracy_fixture, engines, args.device)
     stem = "engines_" + args.device.replace(":", "")
     json_path, md_path = write_report(report, args.output, stem)
     best = max(report.rows, key=lambda r: r.share_of_matmul)
-    print(f"best: {best.engine} {best.precision} batch {best.batch}: {best.faces_per_s:.1f} "
-          f"faces/s = {100 * best.share_of_matmul:.1f}% of the matmul reference")
+    print(
+        f"best: {best.engine} {best.precision} batch {best.batch}: {best.faces_per_s:.1f} "
+        f"faces/s = {100 * best.share_of_matmul:.1f}% of the matmul reference"
+    )
     print(f"wrote {json_path} and {md_path}")
     return 0

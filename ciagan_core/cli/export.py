@@ -21,10 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", type=Path, help="generator model file (.safetensors)")
     p.add_argument("--onnx", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--fp16", action="store_true", help="half-precision weights and compute")
-    p.add_argument("--pad-ops", choices=PAD_OPS, default="pad",
-                   help="write paddings as Pad (default) or Slice+Concat (any TensorRT)")
-    p.add_argument("--no-check", action="store_true",
-                   help="skip the ONNX Runtime check against the torch engine")
+    p.add_argument(
+        "--pad-ops",
+        choices=PAD_OPS,
+        default="pad",
+        help="write paddings as Pad (default) or Slice+Concat (any TensorRT)",
+    )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the ONNX Runtime check against the torch engine",
+    )
     p.add_argument("--tensorrt", type=Path, default=None, help="also build this TensorRT engine")
     p.add_argument("--max-batch", type=int, default=16, help="TensorRT profile's largest batch")
     p.add_argument("--workspace-mb", type=int, default=1024, help="TensorRT builder workspace")
@@ -73,19 +80,32 @@ def run(args: argparse.Namespace) -> int:
     precision = "fp16" if args.fp16 else "fp32"
     model = export_onnx(args.model, precision, args.pad_ops)
     data = model.SerializeToString()
-    check = "" if args.no_check else (
-        f", ONNX Runtime vs torch {check_with_onnxruntime(args.model, data, precision):.1e}")
+    check = (
+        ""
+        if args.no_check
+        else (f", ONNX Runtime vs torch {check_with_onnxruntime(args.model, data, precision):.1e}")
+    )
     _write_atomic(args.onnx, data)
-    print(f"wrote {args.onnx}: opset {model.opset_import[0].version}, {precision}, "
-          f"inputs image[B,6,128,128] float32 + identity[B] int32, "
-          f"sha256 {onnx_sha256(model)[:16]}{check}")
+    print(
+        f"wrote {args.onnx}: opset {model.opset_import[0].version}, {precision}, "
+        f"inputs image[B,6,128,128] float32 + identity[B] int32, "
+        f"sha256 {onnx_sha256(model)[:16]}{check}"
+    )
     if args.tensorrt:
         from ciagan_core.engines.tensorrt_engine import TensorRTEngine
 
-        engine = TensorRTEngine(args.model, device=args.device, precision=precision,
-                                max_batch=args.max_batch, engine_path=args.tensorrt,
-                                force=True, workspace_mb=args.workspace_mb)
+        engine = TensorRTEngine(
+            args.model,
+            device=args.device,
+            precision=precision,
+            max_batch=args.max_batch,
+            engine_path=args.tensorrt,
+            force=True,
+            workspace_mb=args.workspace_mb,
+        )
         key = engine.key
-        print(f"wrote {engine.engine_path} (+ .json): TensorRT {key.tensorrt_version}, "
-              f"{key.gpu_name} sm {key.compute_capability}, {precision}, batch 1..{key.max_batch}")
+        print(
+            f"wrote {engine.engine_path} (+ .json): TensorRT {key.tensorrt_version}, "
+            f"{key.gpu_name} sm {key.compute_capability}, {precision}, batch 1..{key.max_batch}"
+        )
     return 0

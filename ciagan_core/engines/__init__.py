@@ -7,16 +7,44 @@ from pathlib import Path
 from ciagan_core.engines.base import Engine
 from ciagan_core.errors import ConfigError
 
-ENGINES = ("torch", "onnxruntime", "tensorrt")
+ENGINES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
-def create_engine(name: str, model_path: str | Path, device: str = "cpu",
-                  precision: str = "fp32", max_batch: int = 32, **options: object) -> Engine:
+def resolve_engine(name: str, device: str) -> str:
+    """``auto``: the fastest engine available for ``device``.
+
+    CPU: onnxruntime (about twice torch's throughput, engines_cpu.md). CUDA: tensorrt where it
+    imports, else onnxruntime with its CUDA provider, else torch.
+    """
+    if name != "auto":
+        return name
+    if not device.startswith("cuda"):
+        return "onnxruntime"
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        return "tensorrt"
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return "onnxruntime"
+    return "torch"
+
+
+def create_engine(
+    name: str,
+    model_path: str | Path,
+    device: str = "cpu",
+    precision: str = "fp32",
+    max_batch: int = 32,
+    **options: object,
+) -> Engine:
     """Build the engine registered under ``name`` for the model file at ``model_path``.
 
     ``options`` go to the engine (onnxruntime: threads, use_tensorrt; tensorrt: engine_path,
     cache_dir, rebuild, force, workspace_mb).
     """
+    name = resolve_engine(name, device)
     if name == "torch":
         from ciagan_core.engines.torch_engine import TorchEngine
         from ciagan_core.model_file import load_model_file

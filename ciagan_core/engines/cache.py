@@ -90,8 +90,13 @@ def write_engine(path: Path, key: EngineKey, data: bytes) -> None:
             raise
 
 
-def load_or_build(path: Path, key: EngineKey, build: Callable[[], bytes], rebuild: bool = True,
-                  force: bool = False) -> tuple[bytes, str]:
+def load_or_build(
+    path: Path,
+    key: EngineKey,
+    build: Callable[[], bytes],
+    rebuild: bool = True,
+    force: bool = False,
+) -> tuple[bytes, str]:
     """The engine for ``key`` at ``path`` and how it was obtained: "cached", "built", "rebuilt".
 
     ``force`` rebuilds even a valid engine (Isaac ROS's ``force_engine_update``); ``rebuild=False``

@@ -31,8 +31,12 @@ PRECISIONS = ("fp32", "fp16")
 PAD_OPS = ("pad", "slice")
 
 
-def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str = "pad",
-                  metadata: dict[str, str] | None = None):
+def graph_to_onnx(
+    graph: InferenceGraph,
+    precision: str = "fp32",
+    pad_ops: str = "pad",
+    metadata: dict[str, str] | None = None,
+):
     """The graph as an ``onnx.ModelProto`` (checked with ``onnx.checker``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -78,8 +82,14 @@ def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str =
         p = {k: const(f"{n.output}.{k}", v.astype(ftype)) for k, v in n.params.items()}
         if n.op == "conv":
             s, pad = n.attrs.get("stride", 1), n.attrs.get("pads", 0)
-            node("Conv", [x[0], p["weight"], p["bias"]], out, strides=[s, s],
-                 pads=[pad] * 4, kernel_shape=list(n.params["weight"].shape[2:]))
+            node(
+                "Conv",
+                [x[0], p["weight"], p["bias"]],
+                out,
+                strides=[s, s],
+                pads=[pad] * 4,
+                kernel_shape=list(n.params["weight"].shape[2:]),
+            )
         elif n.op == "pad" and pad_ops == "pad":
             mode = "reflect" if n.attrs["mode"] == "reflect" else "edge"
             node("Pad", [x[0], ints(f"{out}.pads", [0, 0, 1, 1, 0, 0, 1, 1])], out, mode=mode)
@@ -91,12 +101,24 @@ def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str =
                 last = (-2, -1) if reflect else (-1, np.iinfo(np.int64).max)
                 pieces = []
                 for tag, (a, b) in (("lo", first), ("hi", last)):
-                    pieces.append(node("Slice", [cur, ints(f"{out}.{axis}{tag}s", [a]),
-                                                 ints(f"{out}.{axis}{tag}e", [b]),
-                                                 ints(f"{out}.{axis}{tag}a", [axis])],
-                                       f"{out}.{axis}{tag}"))
-                cur = node("Concat", [pieces[0], cur, pieces[1]],
-                           out if axis == 3 else f"{out}.rows", axis=axis)
+                    pieces.append(
+                        node(
+                            "Slice",
+                            [
+                                cur,
+                                ints(f"{out}.{axis}{tag}s", [a]),
+                                ints(f"{out}.{axis}{tag}e", [b]),
+                                ints(f"{out}.{axis}{tag}a", [axis]),
+                            ],
+                            f"{out}.{axis}{tag}",
+                        )
+                    )
+                cur = node(
+                    "Concat",
+                    [pieces[0], cur, pieces[1]],
+                    out if axis == 3 else f"{out}.rows",
+                    axis=axis,
+                )
         elif n.op == "instance_norm":
             node("InstanceNormalization", [x[0], p["scale"], p["bias"]], out, epsilon=IN_EPS)
         elif n.op == "relu":
@@ -107,8 +129,14 @@ def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str =
             node("AveragePool", x, out, kernel_shape=[2, 2], strides=[2, 2])
         elif n.op == "upsample2":
             scales = const(f"{out}.scales", np.array([1, 1, 2, 2], np.float32))
-            node("Resize", [x[0], "", scales], out, mode="nearest",
-                 coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            node(
+                "Resize",
+                [x[0], "", scales],
+                out,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
         elif n.op == "add":
             node("Add", x, out)
         elif n.op == "concat":
@@ -118,10 +146,18 @@ def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str =
             phases = []
             for k in range(4):
                 r, col = k // 2, k % 2
-                phases.append(node(
-                    "Slice", [x[0], ints(f"{out}.s{k}", [k * c, r, col]),
-                              ints(f"{out}.e{k}", [(k + 1) * c, r + hw, col + hw]),
-                              ints(f"{out}.a{k}", [1, 2, 3])], f"{out}.phase{k}"))
+                phases.append(
+                    node(
+                        "Slice",
+                        [
+                            x[0],
+                            ints(f"{out}.s{k}", [k * c, r, col]),
+                            ints(f"{out}.e{k}", [(k + 1) * c, r + hw, col + hw]),
+                            ints(f"{out}.a{k}", [1, 2, 3]),
+                        ],
+                        f"{out}.phase{k}",
+                    )
+                )
             joined = node("Concat", phases, f"{out}.phases", axis=1)
             node("DepthToSpace", [joined], out, blocksize=2, mode="DCR")
         elif n.op == "gather_rows":
@@ -138,17 +174,25 @@ def graph_to_onnx(graph: InferenceGraph, precision: str = "fp32", pad_ops: str =
 
     batch = "batch"
     model_graph = helper.make_graph(
-        nodes, "ciagan_generator",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 6, 128, 128]),
-         helper.make_tensor_value_info("identity", TensorProto.INT32, [batch])],
+        nodes,
+        "ciagan_generator",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 6, 128, 128]),
+            helper.make_tensor_value_info("identity", TensorProto.INT32, [batch]),
+        ],
         [helper.make_tensor_value_info("output", TensorProto.FLOAT, [batch, 3, 128, 128])],
         initializer=inits,
     )
-    model = helper.make_model(model_graph, producer_name="ciagan_core",
-                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model = helper.make_model(
+        model_graph, producer_name="ciagan_core", opset_imports=[helper.make_opsetid("", OPSET)]
+    )
     model.ir_version = 8  # readable by ONNX Runtime >= 1.14 and TensorRT 8.5+
-    info = {"precision": precision, "pad_ops": pad_ops,
-            "num_identities": str(graph.num_identities), **(metadata or {})}
+    info = {
+        "precision": precision,
+        "pad_ops": pad_ops,
+        "num_identities": str(graph.num_identities),
+        **(metadata or {}),
+    }
     helper.set_model_props(model, info)
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -160,8 +204,9 @@ def export_onnx(model_path: str | Path, precision: str = "fp32", pad_ops: str = 
 
     loaded = load_model_file(model_path)
     graph = build_inference_graph(loaded.state_dict, loaded.info.num_identities)
-    return graph_to_onnx(graph, precision, pad_ops,
-                         {"ciagan_weights_sha256": loaded.info.weights_sha256})
+    return graph_to_onnx(
+        graph, precision, pad_ops, {"ciagan_weights_sha256": loaded.info.weights_sha256}
+    )
 
 
 def onnx_sha256(model) -> str:

@@ -14,8 +14,9 @@ from ciagan_core.errors import BackendUnavailableError, ConfigError, ModelFileEr
 log = logging.getLogger(__name__)
 
 
-def providers_for(device: str, available: list[str], use_tensorrt: bool = False
-                  ) -> list[str | tuple[str, dict]]:
+def providers_for(
+    device: str, available: list[str], use_tensorrt: bool = False
+) -> list[str | tuple[str, dict]]:
     """ONNX Runtime providers for ``device`` (cpu, cuda, cuda:N), in preference order."""
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -39,8 +40,15 @@ class OnnxRuntimeEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, device: str = "cpu", precision: str = "fp32",
-                 max_batch: int = 32, threads: int = 0, use_tensorrt: bool = False):
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "cpu",
+        precision: str = "fp32",
+        max_batch: int = 32,
+        threads: int = 0,
+        use_tensorrt: bool = False,
+    ):
         import onnxruntime as ort
 
         model_path = Path(model_path)
@@ -68,8 +76,9 @@ class OnnxRuntimeEngine:
         if threads:
             options.intra_op_num_threads = threads
         providers = providers_for(device, ort.get_available_providers(), use_tensorrt)
-        self.session = ort.InferenceSession(proto.SerializeToString(), options,
-                                            providers=providers)
+        self.session = ort.InferenceSession(
+            proto.SerializeToString(), options, providers=providers
+        )
         log.info("onnxruntime session on %s", self.session.get_providers())
 
     def run(self, inputs: np.ndarray, identities: np.ndarray) -> np.ndarray:

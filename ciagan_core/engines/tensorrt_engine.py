@@ -2,12 +2,13 @@
 
 Written against the documented TensorRT Python API of the versions robots and desktops run:
 
-| TensorRT | where | network creation | fp16 | I/O |
-|---|---|---|---|---|
-| 8.5 / 8.6 | JetPack 5 | EXPLICIT_BATCH flag | fp32 ONNX + BuilderFlag.FP16 | bindings or tensor names |
-| 10.0-10.11 | JetPack 6 (10.3), desktops | no flag needed | fp32 ONNX + BuilderFlag.FP16 | tensor names, execute_async_v3 |
-| 10.12+ | desktops | STRONGLY_TYPED | fp16 ONNX (weak typing is deprecated) | tensor names |
-| 11 | desktops | always strongly typed | fp16 ONNX | tensor names |
+- 8.5 / 8.6 (JetPack 5): EXPLICIT_BATCH network flag; fp16 from the fp32 ONNX with
+  BuilderFlag.FP16; bindings or tensor-name I/O.
+- 10.0 to 10.11 (JetPack 6 has 10.3; desktops): no creation flag; fp16 as above; tensor-name I/O
+  with ``execute_async_v3``.
+- 10.12 and later: fp16 through a STRONGLY_TYPED network built from the fp16 ONNX (weakly typed
+  networks are deprecated).
+- 11: always strongly typed (the flag and BuilderFlag.FP16 are gone); fp16 from the fp16 ONNX.
 
 Device buffers come from torch CUDA tensors when torch has CUDA, else from cuda-python; pycuda
 is not needed. The engine file is cached under a key of everything it depends on
@@ -47,7 +48,7 @@ def import_tensorrt():
 
 
 def version_tuple(version: str) -> tuple[int, int]:
-    major, minor = (version.split(".") + ["0"])[:2]
+    major, minor = [*version.split("."), "0"][:2]
     return int(major), int(minor)
 
 
@@ -64,8 +65,13 @@ def onnx_for_build(graph, precision: str, tensorrt_version: str):
     return graph_to_onnx(graph, typed, pad_ops="slice")
 
 
-def build_engine(onnx_bytes: bytes, precision: str, max_batch: int,
-                 workspace_mb: int = DEFAULT_WORKSPACE_MB, opt_batch: int | None = None) -> bytes:
+def build_engine(
+    onnx_bytes: bytes,
+    precision: str,
+    max_batch: int,
+    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    opt_batch: int | None = None,
+) -> bytes:
     """Parse the ONNX and build a serialized engine with one profile for batch 1..max_batch."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -153,10 +159,11 @@ class _TorchBuffers:
         with torch.cuda.stream(self.stream):
             x = torch.from_numpy(image).to(self.device, non_blocking=False)
             i = torch.from_numpy(ids).to(self.device)
-            y = torch.empty((image.shape[0], 3, 128, 128), dtype=torch.float32,
-                            device=self.device)
-            launch({"image": x.data_ptr(), "identity": i.data_ptr(), "output": y.data_ptr()},
-                   self.stream.cuda_stream)
+            y = torch.empty((image.shape[0], 3, 128, 128), dtype=torch.float32, device=self.device)
+            launch(
+                {"image": x.data_ptr(), "identity": i.data_ptr(), "output": y.data_ptr()},
+                self.stream.cuda_stream,
+            )
             out = y.cpu()  # waits for this stream
         return out.numpy()
 
@@ -179,15 +186,26 @@ class _CudaPythonBuffers:
             for name, array in host.items():
                 err, ptrs[name] = cudart.cudaMalloc(array.nbytes)
                 _check(cudart, err, "cudaMalloc")
-            h2d, d2h = (cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost)
+            h2d, d2h = (
+                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            )
             for name in ("image", "identity"):
-                _check(cudart, cudart.cudaMemcpyAsync(ptrs[name], host[name].ctypes.data,
-                                                      host[name].nbytes, h2d, self.stream)[0],
-                       "cudaMemcpyAsync")
+                _check(
+                    cudart,
+                    cudart.cudaMemcpyAsync(
+                        ptrs[name], host[name].ctypes.data, host[name].nbytes, h2d, self.stream
+                    )[0],
+                    "cudaMemcpyAsync",
+                )
             launch({k: int(v) for k, v in ptrs.items()}, int(self.stream))
-            _check(cudart, cudart.cudaMemcpyAsync(out.ctypes.data, ptrs["output"], out.nbytes,
-                                                  d2h, self.stream)[0], "cudaMemcpyAsync")
+            _check(
+                cudart,
+                cudart.cudaMemcpyAsync(
+                    out.ctypes.data, ptrs["output"], out.nbytes, d2h, self.stream
+                )[0],
+                "cudaMemcpyAsync",
+            )
             _check(cudart, cudart.cudaStreamSynchronize(self.stream)[0], "cudaStreamSynchronize")
         finally:
             for ptr in ptrs.values():
@@ -200,10 +218,18 @@ class TensorRTEngine:
 
     name = "tensorrt"
 
-    def __init__(self, model_path: str | Path, device: str = "cuda", precision: str = "fp16",
-                 max_batch: int = 16, engine_path: str | Path | None = None,
-                 cache_dir: str | Path | None = None, rebuild: bool = True, force: bool = False,
-                 workspace_mb: int = DEFAULT_WORKSPACE_MB):
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "cuda",
+        precision: str = "fp16",
+        max_batch: int = 16,
+        engine_path: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        rebuild: bool = True,
+        force: bool = False,
+        workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    ):
         from ciagan_core.model_file import load_model_file
         from ciagan_core.models.inference_graph import build_inference_graph
 
@@ -217,30 +243,41 @@ class TensorRTEngine:
         loaded = load_model_file(model_path)
         self.num_identities = loaded.info.num_identities
         self.max_batch = max_batch
-        onnx_model = onnx_for_build(build_inference_graph(loaded.state_dict,
-                                                          self.num_identities),
-                                    precision, trt.__version__)
+        onnx_model = onnx_for_build(
+            build_inference_graph(loaded.state_dict, self.num_identities),
+            precision,
+            trt.__version__,
+        )
         gpu_name, capability = gpu_identity(index)
-        self.key = EngineKey(onnx_sha256(onnx_model), trt.__version__, gpu_name, capability,
-                             precision, max_batch)
+        self.key = EngineKey(
+            onnx_sha256(onnx_model), trt.__version__, gpu_name, capability, precision, max_batch
+        )
         if engine_path is None:
             directory = Path(cache_dir) if cache_dir else model_path.parent / "engines"
             engine_path = directory / self.key.filename(model_path.stem)
         self.engine_path = Path(engine_path)
         data, self.status = load_or_build(
-            self.engine_path, self.key,
-            lambda: build_engine(onnx_model.SerializeToString(), precision, max_batch,
-                                 workspace_mb),
-            rebuild=rebuild, force=force)
+            self.engine_path,
+            self.key,
+            lambda: build_engine(
+                onnx_model.SerializeToString(), precision, max_batch, workspace_mb
+            ),
+            rebuild=rebuild,
+            force=force,
+        )
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None and rebuild and self.status == "cached":
             log.warning("%s: TensorRT cannot deserialize it; rebuilding", self.engine_path)
             data, self.status = load_or_build(
-                self.engine_path, self.key,
-                lambda: build_engine(onnx_model.SerializeToString(), precision, max_batch,
-                                     workspace_mb), force=True)
+                self.engine_path,
+                self.key,
+                lambda: build_engine(
+                    onnx_model.SerializeToString(), precision, max_batch, workspace_mb
+                ),
+                force=True,
+            )
             self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EngineBuildError(f"{self.engine_path}: TensorRT cannot deserialize the engine")
@@ -281,5 +318,6 @@ class TensorRTEngine:
             image = np.ascontiguousarray(inputs[sl])
             ids = identities[sl].astype(np.int32)
             out[sl] = self._buffers.run(
-                lambda ptrs, stream, b=image.shape[0]: self._launch(ptrs, stream, b), image, ids)
+                lambda ptrs, stream, b=image.shape[0]: self._launch(ptrs, stream, b), image, ids
+            )
         return out

@@ -16,8 +16,9 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model: LoadedModel, device: str = "cpu", precision: str = "fp32",
-                 max_batch: int = 32):
+    def __init__(
+        self, model: LoadedModel, device: str = "cpu", precision: str = "fp32", max_batch: int = 32
+    ):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailableError(f"device {device!r} requested but CUDA is unavailable")
         if precision not in ("fp32", "fp16"):
@@ -25,6 +26,10 @@ class TorchEngine:
         if precision == "fp16" and not device.startswith("cuda"):
             raise ConfigError("fp16 in the torch engine needs a CUDA device")
         self.device = torch.device(device)
+        if self.device.type == "cuda" and precision == "fp32":
+            # cuDNN convolutions default to TF32 (10-bit mantissa); fp32 must mean fp32.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.num_identities = model.info.num_identities
         self.max_batch = max_batch
         graph = build_inference_graph(model.state_dict, self.num_identities)

@@ -107,24 +107,32 @@ class _Builder:
     def w(self, key: str) -> np.ndarray:
         return self.state[key]
 
-    def conv(self, x: str, prefix: str, pad: str | None = "reflect", stride: int = 1,
-             zero_pad: int = 0) -> str:
+    def conv(
+        self, x: str, prefix: str, pad: str | None = "reflect", stride: int = 1, zero_pad: int = 0
+    ) -> str:
         if pad:
             x = self.add("pad", [x], mode=pad)
-        return self.add("conv", [x], {"weight": self.w(f"{prefix}.weight"),
-                                      "bias": self.w(f"{prefix}.bias")},
-                        stride=stride, pads=zero_pad)
+        return self.add(
+            "conv",
+            [x],
+            {"weight": self.w(f"{prefix}.weight"), "bias": self.w(f"{prefix}.bias")},
+            stride=stride,
+            pads=zero_pad,
+        )
 
     def norm(self, x: str, prefix: str) -> str:
-        return self.add("instance_norm", [x], {"scale": self.w(f"{prefix}.weight"),
-                                               "bias": self.w(f"{prefix}.bias")})
+        return self.add(
+            "instance_norm",
+            [x],
+            {"scale": self.w(f"{prefix}.weight"), "bias": self.w(f"{prefix}.bias")},
+        )
 
     def down(self, x: str, prefix: str) -> str:
         h = self.add("relu", [x])
         h = self.conv(h, f"{prefix}.conv_r1.conv2d")
         h = self.add("relu", [h])
         w3, b = self.w(f"{prefix}.conv_r2.conv2d.weight"), self.w(f"{prefix}.conv_r2.conv2d.bias")
-        w4 = np.zeros(w3.shape[:2] + (4, 4))
+        w4 = np.zeros((*w3.shape[:2], 4, 4))
         for dy in (0, 1):
             for dx in (0, 1):
                 w4[:, :, dy : dy + 3, dx : dx + 3] += w3 / 4.0
@@ -141,8 +149,11 @@ class _Builder:
         # x[i+2]) with (k0 + k1, k2). Put phase p's 2-tap kernel at offset p of a 3-tap window
         # so one 2x2 conv over edge-padded x, read at offset (a, b), gives phase (a, b).
         taps = (np.array([[1, 0, 0], [0, 1, 1]]), np.array([[1, 1, 0], [0, 0, 1]]))
-        blocks = [np.einsum("py,qx,oiyx->oipq", taps[row], taps[col], w3)
-                  for row in (0, 1) for col in (0, 1)]
+        blocks = [
+            np.einsum("py,qx,oiyx->oipq", taps[row], taps[col], w3)
+            for row in (0, 1)
+            for col in (0, 1)
+        ]
         w2 = np.concatenate(blocks, axis=0)  # [4 * out, in, 2, 2], phase-major
         h = self.add("pad", [h], mode="edge")
         h = self.add("conv", [h], {"weight": w2, "bias": np.tile(b, 4)}, stride=1, pads=0)
@@ -164,8 +175,14 @@ def build_inference_graph(state: dict[str, torch.Tensor], num_identities: int) -
     code = g.add("gather_rows", ["identity"], {"table": table})
     code = g.add("leaky_relu", [code], alpha=0.2)
     for i in range(1, len(EMBED_WIDTHS)):
-        code = g.add("linear", [code], {"weight": g.w(f"encode_one_hot.{2 * i}.weight"),
-                                        "bias": g.w(f"encode_one_hot.{2 * i}.bias")})
+        code = g.add(
+            "linear",
+            [code],
+            {
+                "weight": g.w(f"encode_one_hot.{2 * i}.weight"),
+                "bias": g.w(f"encode_one_hot.{2 * i}.bias"),
+            },
+        )
         code = g.add("leaky_relu", [code], alpha=0.2)
     code = g.add("reshape", [code], shape=(-1, 32, 4, 4))
     for conv_i, norm_i in ((0, 2), (3, 5), (6, 8)):
@@ -196,8 +213,9 @@ class GraphModule(nn.Module):
         self.graph = graph
         self.num_identities = graph.num_identities
         head = graph.fp32_head() if half else len(graph.nodes)
-        self._dtypes = [torch.float32 if n < head else torch.float16
-                        for n in range(len(graph.nodes))]
+        self._dtypes = [
+            torch.float32 if n < head else torch.float16 for n in range(len(graph.nodes))
+        ]
         for n, node in enumerate(graph.nodes):
             for key, value in node.params.items():
                 tensor = torch.from_numpy(value.copy()).to(self._dtypes[n])
@@ -208,8 +226,10 @@ class GraphModule(nn.Module):
         for n, node in enumerate(self.graph.nodes):
             p = {k: getattr(self, f"p{n}_{k}") for k in node.params}
             wanted = self._dtypes[n]
-            args = [v if not v.is_floating_point() or v.dtype == wanted else v.to(wanted)
-                    for v in (values[i] for i in node.inputs)]
+            args = [
+                v if not v.is_floating_point() or v.dtype == wanted else v.to(wanted)
+                for v in (values[i] for i in node.inputs)
+            ]
             values[node.output] = _run(node, args, p)
         return values[self.graph.output].float()
 
@@ -217,11 +237,13 @@ class GraphModule(nn.Module):
 def _run(node: Node, args: list[torch.Tensor], p: dict[str, torch.Tensor]) -> torch.Tensor:
     op, a = node.op, node.attrs
     if op == "conv":
-        return F.conv2d(args[0], p["weight"], p["bias"], stride=a.get("stride", 1),
-                        padding=a.get("pads", 0))
+        return F.conv2d(
+            args[0], p["weight"], p["bias"], stride=a.get("stride", 1), padding=a.get("pads", 0)
+        )
     if op == "pad":
-        return F.pad(args[0], (1, 1, 1, 1), mode="reflect" if a["mode"] == "reflect"
-                     else "replicate")
+        return F.pad(
+            args[0], (1, 1, 1, 1), mode="reflect" if a["mode"] == "reflect" else "replicate"
+        )
     if op == "instance_norm":
         return F.instance_norm(args[0], weight=p["scale"], bias=p["bias"], eps=IN_EPS)
     if op == "relu":
@@ -239,8 +261,9 @@ def _run(node: Node, args: list[torch.Tensor], p: dict[str, torch.Tensor]) -> to
     if op == "subpixel":
         x, c = args[0], a["channels"]
         h, w = x.shape[2] - 1, x.shape[3] - 1
-        phases = [x[:, k * c : (k + 1) * c, k // 2 : k // 2 + h, k % 2 : k % 2 + w]
-                  for k in range(4)]
+        phases = [
+            x[:, k * c : (k + 1) * c, k // 2 : k // 2 + h, k % 2 : k % 2 + w] for k in range(4)
+        ]
         # [B, C, H, 2 (row phase), W, 2 (column phase)] -> [B, C, 2H, 2W]
         stacked = torch.stack(phases, 2).view(x.shape[0], c, 2, 2, h, w)
         return stacked.permute(0, 1, 4, 2, 5, 3).reshape(x.shape[0], c, 2 * h, 2 * w)
