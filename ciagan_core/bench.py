@@ -3,7 +3,9 @@
 The reference is a large fp32 matrix product measured in the same run on the same device: the
 faster of torch's and numpy's (numpy in a child process without the OPENBLAS_CORETYPE /
 OPENBLAS_L2_SIZE overrides some machines set, so it runs the processor's own kernel). The
-generator's share is faces/s x 3.28 GFLOP / matmul FLOP/s.
+generator's share is faces/s x 3.28 GFLOP / matmul FLOP/s. Each engine is measured alone, in
+its throughput configuration (ONNX Runtime's worker threads spin between calls; the pipeline
+turns that off because it shares the cores with detection).
 """
 
 from __future__ import annotations
@@ -171,8 +173,10 @@ def run_benchmark(
     )
     report = Report(machine_description(device), asdict(reference) | {"gflops": reference.gflops})
     for name, precision in engines:
+        # An engine measured alone runs back-to-back calls: let ONNX Runtime's threads spin.
+        options = {"spin": True} if name == "onnxruntime" else {}
         engine = create_engine(
-            name, model_path, device=device, precision=precision, max_batch=max(batches)
+            name, model_path, device=device, precision=precision, max_batch=max(batches), **options
         )
         for batch in batches:
             median, p95 = time_engine(engine, batch, repeats)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,7 +64,6 @@ class FaceResult:
     #: Feather radius in pixels: pixels farther than 2 * feather_px from ``polygon`` are
     #: untouched.
     feather_px: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from ciagan_core.engines import create_engine
 from ciagan_core.engines.base import Engine
 from ciagan_core.errors import ConfigError
 from ciagan_core.faces import FaceBox, FaceResult
-from ciagan_core.frames import to_working
+from ciagan_core.frames import WorkingFrame, to_working
 from ciagan_core.identity import IdentityConfig, IdentitySelector
 from ciagan_core.landmarks import create_landmarker
 from ciagan_core.landmarks.base import Landmarker
@@ -121,11 +121,13 @@ class FrameResult:
 class _Pending:
     """A frame between analysis and blending."""
 
-    work: object
+    work: WorkingFrame
     image: np.ndarray
     faces: list[FaceResult]
     aligned: list[tuple[int, AlignedFace]]
     timings: dict[str, float]
+    #: Raw generator output per face index, when generation succeeded.
+    generated: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 class Anonymizer:
@@ -281,16 +283,14 @@ class Anonymizer:
             share = (time.perf_counter() - start) * 1e3 / len(pending)
             for item in pending:
                 item.timings["generate"] += share
-        generated = iter(range(len(jobs)))
-        outputs = {}
         if raw is not None:
-            for (item, idx, _), k in zip(jobs, generated, strict=True):
-                outputs[(id(item), idx)] = raw[k]
+            for (item, idx, _), out in zip(jobs, raw, strict=True):
+                item.generated[idx] = out
         for item in pending:
             start = time.perf_counter()
             aligned = dict(item.aligned)
             for idx, face in enumerate(item.faces):
-                self._blend_face(item.image, face, aligned.get(idx), outputs.get((id(item), idx)))
+                self._blend_face(item.image, face, aligned.get(idx), item.generated.get(idx))
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
 
     def _blend_face(
@@ -318,15 +318,12 @@ class Anonymizer:
                 composite(image, matte, replacement)
             face.region = "mask"
             return
-        method = (
-            cfg.method
-            if (cfg.method != "ciagan" and not face.fallback_reason)
-            else cfg.fallback_method
-        )
-        if face.fallback_reason.startswith("held"):
-            method = cfg.fallback_method
+        # Every face that fell back (unreliable landmarks, generator error, held by the tracker)
+        # gets the fallback method on its grown box.
+        fell_back = bool(face.fallback_reason) or cfg.method == "ciagan"
+        method = cfg.fallback_method if fell_back else cfg.method
         face.method = method
-        if face.landmarks is not None and cfg.region == "mask" and not face.fallback_reason:
+        if face.landmarks is not None and cfg.region == "mask" and not fell_back:
             polygon = mask_polygon(face.landmarks)
             window = crop_window(face.landmarks)
             scale = window.scale[0] if window else face.box.width / BOX_WIDTH_AT_128
@@ -361,8 +358,3 @@ def _inside(
         and (polygon[:, 1] >= y0 - my).all()
         and (polygon[:, 1] <= y1 + my).all()
     )
-
-
-def with_overrides(config: AnonymizerConfig, **changes: object) -> AnonymizerConfig:
-    """A copy of ``config`` with the given fields replaced (None values ignored)."""
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})

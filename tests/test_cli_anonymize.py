@@ -180,3 +180,18 @@ def test_face_alignment_without_weights_explains_how_to_provide_them(tmp_path):
     with pytest.raises(BackendUnavailableError, match=r"2DFAN4-cd938726ad\.zip") as info:
         create_landmarker("face_alignment", weights_path=tmp_path)
     assert "landmark weights path" in str(info.value)
+
+
+def test_a_crashing_detector_writes_no_frame_of_that_input(photos, tmp_path, capsys, monkeypatch):
+    from ciagan_core.detection.centerface import CenterFaceDetector
+
+    def crash(self, frame):
+        raise RuntimeError("onnxruntime session lost")
+
+    monkeypatch.setattr(CenterFaceDetector, "detect", crash)
+    out = tmp_path / "out"
+    assert main(["anonymize", str(photos), "-o", str(out), "--no-progress"]) == 1
+    assert "internal error: onnxruntime session lost" in capsys.readouterr().err
+    assert not list(out.rglob("*.jpg"))  # nothing un-anonymized was written
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["failed"]) == 3

@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -312,9 +312,7 @@ def run(args: argparse.Namespace) -> int:
                 if source.suffix.lower() in VIDEO_SUFFIXES:
                     if video_anonymizer is None:
                         video_anonymizer = Anonymizer(
-                            AnonymizerConfig(
-                                **{**config.__dict__, "hold_frames": args.hold_frames}
-                            ),
+                            replace(config, hold_frames=args.hold_frames),
                             detector=image_anonymizer.detector,
                             landmarker=image_anonymizer.landmarker,
                             engine=image_anonymizer.engine,
@@ -332,6 +330,12 @@ def run(args: argparse.Namespace) -> int:
             except CiaganError as exc:
                 summary.failed.append({"path": str(source), "error": str(exc)})
                 print(f"ciagan anonymize: skipped {source}: {exc}", file=sys.stderr)
+            except Exception as exc:  # e.g. a detector crash: that input yields no output frame
+                log.exception("failed on %s", source)
+                summary.failed.append({"path": str(source), "error": f"internal error: {exc}"})
+                print(
+                    f"ciagan anonymize: skipped {source}: internal error: {exc}", file=sys.stderr
+                )
     summary.wall_s = round(time.perf_counter() - start, 3)
     summary_path = args.summary or (
         args.output.with_suffix(".summary.json") if single else args.output / "summary.json"

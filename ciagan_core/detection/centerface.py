@@ -87,6 +87,8 @@ class CenterFaceDetector:
             raise ModelFileError(f"{path}: CenterFace ONNX model not found")
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # No spinning between frames: the landmarker and generator need the cores (pipeline.py).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(

@@ -26,10 +26,12 @@ class EnsembleDetector:
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         boxes: list[FaceBox] = []
         ranks: list[float] = []
-        for rank, member in enumerate(self.members):
-            found = member.detect(frame_bgr)
+        for member_index, member in enumerate(self.members):
+            found = sorted(member.detect(frame_bgr), key=lambda b: -b.score)
             boxes += found
-            ranks += [len(self.members) - rank + 1e-6 * i for i in range(len(found), 0, -1)]
+            # Member order decides first; within a member, its own score order (position).
+            priority = len(self.members) - member_index
+            ranks += [priority - 0.5 * i / max(len(found), 1) for i in range(len(found))]
         if not boxes:
             return []
         keep = nms(np.stack([b.as_array() for b in boxes]), np.array(ranks), self.iou_threshold)

@@ -41,7 +41,7 @@ def create_engine(
 ) -> Engine:
     """Build the engine registered under ``name`` for the model file at ``model_path``.
 
-    ``options`` go to the engine (onnxruntime: threads, use_tensorrt; tensorrt: engine_path,
+    ``options`` go to the engine (onnxruntime: threads, use_tensorrt, spin; tensorrt: engine_path,
     cache_dir, rebuild, force, workspace_mb).
     """
     name = resolve_engine(name, device)
