@@ -15,8 +15,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import torch
 
 from ciagan_core import __version__
+from ciagan_core.atomic_write import atomic_path
 from ciagan_core.errors import ModelFileError
 from ciagan_core.models.folding import fold_spectral_norm
 from ciagan_core.models.generator import IMAGE_SIZE, Generator
@@ -155,15 +154,8 @@ def save_model_file(
         "provenance": json.dumps(dict(provenance), sort_keys=True),
         "weights_sha256": digest,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp_name, metadata=metadata)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return _info_from_metadata(path, metadata, sum(v.numel() for v in state.values()))
 
 

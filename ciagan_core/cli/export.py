@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.engines.onnx_export import PAD_OPS, export_onnx, onnx_sha256
 from ciagan_core.errors import CiaganError
 
@@ -64,18 +63,6 @@ def check_with_onnxruntime(model_path: Path, onnx_bytes: bytes, precision: str) 
     return error
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     precision = "fp16" if args.fp16 else "fp32"
     model = export_onnx(args.model, precision, args.pad_ops)
@@ -85,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if args.no_check
         else (f", ONNX Runtime vs torch {check_with_onnxruntime(args.model, data, precision):.1e}")
     )
-    _write_atomic(args.onnx, data)
+    write_bytes_atomic(args.onnx, data)
     print(
         f"wrote {args.onnx}: opset {model.opset_import[0].version}, {precision}, "
         f"inputs image[B,6,128,128] float32 + identity[B] int32, "

@@ -12,12 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.errors import CiaganError
 
 log = logging.getLogger(__name__)
@@ -77,17 +76,9 @@ def read_engine(path: Path, key: EngineKey) -> bytes:
 
 def write_engine(path: Path, key: EngineKey, data: bytes) -> None:
     """Write an engine and its sidecar atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"key": asdict(key), "engine_sha256": hashlib.sha256(data).hexdigest()}
-    for target, payload in ((path, data), (sidecar(path), json.dumps(meta, indent=2).encode())):
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    write_bytes_atomic(path, data)
+    write_bytes_atomic(sidecar(path), json.dumps(meta, indent=2).encode())
 
 
 def load_or_build(

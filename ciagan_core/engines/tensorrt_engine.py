@@ -256,28 +256,20 @@ class TensorRTEngine:
             directory = Path(cache_dir) if cache_dir else model_path.parent / "engines"
             engine_path = directory / self.key.filename(model_path.stem)
         self.engine_path = Path(engine_path)
+
+        def build() -> bytes:
+            return build_engine(onnx_model.SerializeToString(), precision, max_batch, workspace_mb)
+
         data, self.status = load_or_build(
-            self.engine_path,
-            self.key,
-            lambda: build_engine(
-                onnx_model.SerializeToString(), precision, max_batch, workspace_mb
-            ),
-            rebuild=rebuild,
-            force=force,
+            self.engine_path, self.key, build, rebuild=rebuild, force=force
         )
         logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(logger)
         self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None and rebuild and self.status == "cached":
             log.warning("%s: TensorRT cannot deserialize it; rebuilding", self.engine_path)
-            data, self.status = load_or_build(
-                self.engine_path,
-                self.key,
-                lambda: build_engine(
-                    onnx_model.SerializeToString(), precision, max_batch, workspace_mb
-                ),
-                force=True,
-            )
+            data, _ = load_or_build(self.engine_path, self.key, build, force=True)
+            self.status = "rebuilt"
             self._engine = self._runtime.deserialize_cuda_engine(data)
         if self._engine is None:
             raise EngineBuildError(f"{self.engine_path}: TensorRT cannot deserialize the engine")
