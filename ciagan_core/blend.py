@@ -1,8 +1,9 @@
 """Compositing replaced regions back into the frame through a feathered mask.
 
 Every method (generated face, blur, pixelate, solid) ends here: a region polygon in frame pixels
-becomes an alpha matte that is 1 inside the polygon, falls off over ``feather`` pixels outside
-it, and is exactly 0 beyond, so pixels outside every face's dilated region stay bit-identical.
+becomes an alpha matte that is 1 inside the polygon, falls off smoothly over twice the feather
+radius outside it, and is exactly 0 beyond, so pixels outside every face's grown region stay
+bit-identical.
 """
 
 from __future__ import annotations
