@@ -17,6 +17,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["ciagan_core", "ciagan_core.*", "ciagan_ros", "ciagan_ros.*"]),
+    # The public-domain portrait the int8 detector is calibrated on (detection/quantized.py).
+    package_data={"ciagan_core": ["data/*.jpg", "data/README.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+# The int8 CenterFace is built into a fresh cache per run (and by CLI subprocesses too), never
+# into ~/.cache; set CIAGAN_CACHE_DIR to reuse one between runs.
+if not os.environ.get("CIAGAN_CACHE_DIR"):
+    os.environ["CIAGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="ciagan-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["CIAGAN_CACHE_DIR"], ignore_errors=True)
 
 
 def _require(path: Path) -> Path:

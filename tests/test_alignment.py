@@ -148,3 +148,22 @@ def test_network_pixels_map_back_onto_the_same_frame_pixels(shared_dir, celeba_r
     # shift of it, so both resizes' pixel-centre conventions are accounted for.
     assert mean[0] < 4.0
     assert (mean[0] < mean[1:]).all(), mean
+
+
+def test_dlib_landmarks_on_bgr_frames_equal_those_on_rgb(shared_dir, celeba_rows):
+    """The landmarker skips the colour conversion: dlib averages the channels either way."""
+    import dlib
+
+    from ciagan_core.landmarks.dlib68 import calibrated_box, default_predictor_path
+
+    predictor = dlib.shape_predictor(str(default_predictor_path()))
+    landmarker = create_landmarker("dlib")
+    detector = create_detector("centerface")
+    for row in celeba_rows[::500]:
+        frame = cv2.imread(str(shared_dir / "data" / "celeba_faces" / "images" / row["file"]))
+        boxes = detector.detect(frame)
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        for box, points in zip(boxes, landmarker.landmarks(frame, boxes), strict=True):
+            shape = predictor(rgb, dlib.rectangle(*calibrated_box(box)))
+            expected = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+            assert np.array_equal(points, expected)

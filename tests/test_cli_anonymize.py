@@ -51,6 +51,19 @@ def test_a_folder_is_anonymized_with_its_layout_and_a_summary(photos, tmp_path, 
         "blend",
     }
     assert summary["config"]["method"] == "blur"
+    assert summary["config"]["region"] == "box" and summary["detector_precision"] == "int8"
+    assert summary["stage_ms_total"]["landmarks"] < 1.0  # the box region needs no landmarks
+
+
+def test_region_and_detector_precision_options(photos, tmp_path):
+    out = tmp_path / "out"
+    args = ["--region", "mask", "--detector-precision", "fp32", "--no-progress"]
+    assert main(["anonymize", str(photos), "-o", str(out), *args]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["region"] == "mask" and summary["detector_precision"] == "fp32"
+    assert summary["stage_ms_total"]["landmarks"] > 0
+    for rel in sorted(p.relative_to(photos) for p in photos.rglob("*.jpg")):
+        assert _changed(photos / rel, out / rel)
 
 
 def test_corrupt_and_missing_files_are_reported_and_skipped(photos, tmp_path, capsys):

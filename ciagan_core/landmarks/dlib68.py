@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ciagan_core.errors import BackendUnavailableError, ModelFileError
@@ -67,13 +66,15 @@ class DlibLandmarker:
     def landmarks(self, frame_bgr: np.ndarray, boxes: list[FaceBox]) -> list[np.ndarray | None]:
         if not boxes:
             return []
-        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        # dlib reads a colour pixel's intensity as the mean of its channels, so BGR and RGB give
+        # identical shapes (tested) and the frame needs no conversion.
+        image = np.ascontiguousarray(frame_bgr)
         results: list[np.ndarray | None] = []
         for box in boxes:
             left, top, right, bottom = calibrated_box(box)
             if right - left < 2 or bottom - top < 2:
                 results.append(None)
                 continue
-            shape = self._predictor(rgb, self._rectangle(left, top, right, bottom))
+            shape = self._predictor(image, self._rectangle(left, top, right, bottom))
             results.append(np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64))
         return results
