@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 
 import cv2
 import numpy as np
@@ -70,7 +71,7 @@ def test_int8_model_is_cached_and_checked(tmp_path, monkeypatch):
     built = quantized.int8_model(source, tmp_path)
     (model,) = tmp_path.glob("centerface-int8-*.onnx")
     record = json.loads(model.with_name(model.name + ".json").read_text())
-    assert record["key"] == quantized.cache_key(source)
+    assert record["key"] == asdict(quantized.cache_key(source))
     assert model.read_bytes() == built
 
     calls = []

@@ -163,3 +163,14 @@ def test_the_build_onnx_is_fp16_typed_only_for_strong_typing(model_file):
     assert props["8.6.1"]["precision"] == "fp32"  # weakly typed: BuilderFlag.FP16 instead
     assert props["10.12.0"]["precision"] == "fp16"
     assert version_tuple("10.3.0.26") == (10, 3)
+
+
+def test_an_unwritable_cache_still_returns_the_built_engine(tmp_path, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    builder, path = Builder(), blocker / "engines" / KEY.filename("gen")
+    data, status = load_or_build(path, KEY, builder)
+    assert status == "built" and data == b"engine-bytes\x01" and not path.exists()
+    assert "cannot cache the engine" in caplog.text
+    again, _ = load_or_build(path, KEY, builder)
+    assert builder.calls == 2 and again == b"engine-bytes\x02"  # built again, never half-read

@@ -15,16 +15,16 @@ Runtime version and this recipe's version. The build is deterministic and takes 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ciagan_core.atomic_write import write_bytes_atomic
+from ciagan_core.build_cache import key_digest, load_or_build
 from ciagan_core.errors import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -71,15 +71,25 @@ def calibration_frames(count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[n
     return frames
 
 
-def cache_key(source_model: bytes) -> dict[str, str | int]:
+@dataclass(frozen=True)
+class Int8Key:
+    """Everything the int8 model's bytes depend on."""
+
+    source_sha256: str
+    onnxruntime: str
+    recipe: int
+    calibration_sha256: str
+
+
+def cache_key(source_model: bytes) -> Int8Key:
     import onnxruntime
 
-    return {
-        "source_sha256": hashlib.sha256(source_model).hexdigest(),
-        "onnxruntime": onnxruntime.__version__,
-        "recipe": RECIPE_VERSION,
-        "calibration_sha256": hashlib.sha256(CALIBRATION_IMAGE.read_bytes()).hexdigest(),
-    }
+    return Int8Key(
+        source_sha256=hashlib.sha256(source_model).hexdigest(),
+        onnxruntime=onnxruntime.__version__,
+        recipe=RECIPE_VERSION,
+        calibration_sha256=hashlib.sha256(CALIBRATION_IMAGE.read_bytes()).hexdigest(),
+    )
 
 
 def quantize(source_model: bytes) -> bytes:
@@ -134,27 +144,15 @@ def quantize(source_model: bytes) -> bytes:
 
 
 def int8_model(source_model: bytes, cache_dir: Path | None = None) -> bytes:
-    """The int8 model for ``source_model``: from the cache when the key matches, else built (and
-    cached when the cache directory is writable; a read-only disk only costs the build time)."""
+    """The int8 model for ``source_model``: from the cache when its record matches, else built
+    (and cached where the cache directory is writable; a read-only disk only costs the build
+    time, at every start)."""
     key = cache_key(source_model)
-    directory = cache_dir or default_cache_dir()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = directory / f"centerface-int8-{digest}.onnx"
-    record = path.with_name(path.name + ".json")
-    try:
-        data = path.read_bytes()
-        meta = json.loads(record.read_text())
-        if meta.get("key") == key and meta.get("sha256") == hashlib.sha256(data).hexdigest():
-            return data
-        log.warning("%s does not match its record; rebuilding it", path)
-    except (OSError, ValueError):
-        pass  # not built yet, or its record is missing or damaged
-    log.info("building the int8 CenterFace detector (once, a few seconds)")
-    data = quantize(source_model)
-    try:
-        write_bytes_atomic(path, data)
-        meta = {"key": key, "sha256": hashlib.sha256(data).hexdigest()}
-        write_bytes_atomic(record, (json.dumps(meta, indent=2) + "\n").encode())
-    except OSError as exc:
-        log.warning("cannot cache the int8 detector in %s (%s); rebuilt next time", path, exc)
+    path = (cache_dir or default_cache_dir()) / f"centerface-int8-{key_digest(key)[:16]}.onnx"
+
+    def build() -> bytes:
+        log.info("building the int8 CenterFace detector (once, a few seconds)")
+        return quantize(source_model)
+
+    data, _ = load_or_build(path, key, build, what="int8 detector model")
     return data

@@ -2,28 +2,30 @@
 
 An engine is only valid for the exact ONNX it was built from, the TensorRT version that built it,
 the GPU (name and compute capability), the precision and the largest batch of its optimization
-profile. Every engine file has a JSON sidecar (``X.engine.json``) holding that key and the engine
-bytes' sha256. Loading checks both: a stale, mismatched or damaged engine is rebuilt, or refused
-when rebuilding is off, and never silently used.
+profile. The cache mechanism (sidecar record, sha256 check, rebuild or refuse) is
+``ciagan_core.build_cache``; this module holds the engine's key.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from ciagan_core.atomic_write import write_bytes_atomic
-from ciagan_core.errors import CiaganError
+from ciagan_core import build_cache
+from ciagan_core.build_cache import BuildCacheError, key_digest, sidecar
 
-log = logging.getLogger(__name__)
+#: Engine cache failures are build-cache failures (the name callers and tests know).
+EngineCacheError = BuildCacheError
 
-
-class EngineCacheError(CiaganError):
-    """An engine file cannot be used and rebuilding it is not allowed."""
+__all__ = [
+    "EngineCacheError",
+    "EngineKey",
+    "load_or_build",
+    "read_engine",
+    "sidecar",
+    "write_engine",
+]
 
 
 @dataclass(frozen=True)
@@ -38,47 +40,21 @@ class EngineKey:
     max_batch: int
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        return key_digest(self)
 
     def filename(self, stem: str) -> str:
         """A cache file name that differs whenever any part of the key differs."""
         return f"{stem}-{self.precision}-b{self.max_batch}-{self.digest()[:16]}.engine"
 
 
-def sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def read_engine(path: Path, key: EngineKey) -> bytes:
     """The engine at ``path`` if it was built for ``key`` and is intact; else EngineCacheError."""
-    meta_path = sidecar(path)
-    if not path.is_file():
-        raise EngineCacheError(f"{path}: engine file not found")
-    if not meta_path.is_file():
-        raise EngineCacheError(f"{path}: no {meta_path.name} records what it was built for")
-    try:
-        meta = json.loads(meta_path.read_text())
-        recorded = EngineKey(**meta["key"])
-        expected_sha = meta["engine_sha256"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EngineCacheError(f"{meta_path}: unreadable engine record ({exc})") from None
-    if recorded != key:
-        changed = [k for k, v in asdict(key).items() if asdict(recorded)[k] != v]
-        raise EngineCacheError(
-            f"{path}: stale engine, built for a different "
-            + ", ".join(f"{k} ({asdict(recorded)[k]} != {asdict(key)[k]})" for k in changed)
-        )
-    data = path.read_bytes()
-    if hashlib.sha256(data).hexdigest() != expected_sha:
-        raise EngineCacheError(f"{path}: engine file is damaged (sha256 mismatch)")
-    return data
+    return build_cache.read_cached(path, key, "engine")
 
 
 def write_engine(path: Path, key: EngineKey, data: bytes) -> None:
     """Write an engine and its sidecar atomically."""
-    meta = {"key": asdict(key), "engine_sha256": hashlib.sha256(data).hexdigest()}
-    write_bytes_atomic(path, data)
-    write_bytes_atomic(sidecar(path), json.dumps(meta, indent=2).encode())
+    build_cache.write_cached(path, key, data)
 
 
 def load_or_build(
@@ -88,24 +64,6 @@ def load_or_build(
     rebuild: bool = True,
     force: bool = False,
 ) -> tuple[bytes, str]:
-    """The engine for ``key`` at ``path`` and how it was obtained: "cached", "built", "rebuilt".
-
-    ``force`` rebuilds even a valid engine (Isaac ROS's ``force_engine_update``); ``rebuild=False``
-    refuses to build and raises EngineCacheError when the file is missing or unusable.
-    """
-    status = "built"
-    if not force:
-        try:
-            return read_engine(path, key), "cached"
-        except EngineCacheError as exc:
-            if not path.exists():
-                if not rebuild:
-                    raise EngineCacheError(f"{exc}; building is off") from None
-            else:
-                if not rebuild:
-                    raise EngineCacheError(f"{exc}; rebuilding is off") from None
-                log.warning("%s; rebuilding", exc)
-                status = "rebuilt"
-    data = build()
-    write_engine(path, key, data)
-    return data, status
+    """The engine for ``key`` at ``path`` and how it was obtained: "cached", "built", "rebuilt"
+    (``build_cache.load_or_build``)."""
+    return build_cache.load_or_build(path, key, build, rebuild, force, what="engine")
