@@ -28,7 +28,7 @@ class DetectorSettings:
     max_input_side: int = 1280
     #: dlib HOG: image upsampling passes (each finds faces half as large, 4x slower).
     upsample: int = 1
-    #: CenterFace: "int8" (quantized here on first use, same recall, about 1.5x faster on CPU;
+    #: CenterFace: "int8" (quantized here on first use, same recall, 1.4-1.7x faster on CPU;
     #: falls back to fp32 if it cannot be built) or "fp32" (the published model as is).
     precision: str = "int8"
     #: Where the int8 CenterFace is cached (None: $CIAGAN_CACHE_DIR or ~/.cache/ciagan).

