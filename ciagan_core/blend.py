@@ -72,10 +72,13 @@ def composite(frame: np.ndarray, matte: Matte, replacement: np.ndarray) -> None:
     mixed = mixed.reshape(region.shape)
     touched = matte.alpha > 0
     # OpenCV's masked copy writes straight into the frame's view, 100x faster than numpy's
-    # where=; if OpenCV ever hands back a new array instead, copy the slow way.
-    written = cv2.copyTo(mixed, touched.view(np.uint8), region)
-    if not np.shares_memory(written, region):
-        np.copyto(region, mixed, where=touched[..., None] if region.ndim == 3 else touched)
+    # where=. A view OpenCV cannot wrap (reversed strides, say) takes the numpy path.
+    try:
+        if np.shares_memory(cv2.copyTo(mixed, touched.view(np.uint8), region), region):
+            return
+    except cv2.error:
+        pass
+    np.copyto(region, mixed, where=touched[..., None] if region.ndim == 3 else touched)
 
 
 def warp_to_frame(

@@ -362,3 +362,30 @@ def test_very_large_frames_work(blur, photo):
 def test_bad_frames_raise_a_specific_error(blur, frame, message):
     with pytest.raises(InputError, match=message):
         blur.process(frame)
+
+
+@pytest.mark.parametrize("view", ["contiguous", "reversed", "gray"])
+def test_composite_writes_through_any_frame_view(photo, view):
+    """The matte's mix lands in the caller's array, and alpha-0 pixels stay exact, whether
+    OpenCV can write into the view directly or the slower numpy path has to."""
+    from ciagan_core.blend import composite, region_matte
+
+    target = {
+        "contiguous": photo.copy(),
+        "reversed": photo.copy()[:, ::-1],
+        "gray": cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY),
+    }[view]
+    original = target.copy()
+    polygon = np.array([[60, 50], [150, 40], [170, 140], [70, 150]], float)
+    matte = region_matte(polygon, target.shape, 4)
+    region_shape = (matte.roi[3] - matte.roi[1], matte.roi[2] - matte.roi[0], *target.shape[2:])
+    composite(target, matte, np.full(region_shape, 255, np.uint8))
+    alpha = matte.alpha if target.ndim == 2 else matte.alpha[..., None]
+    region, before = target[matte.slices].astype(float), original[matte.slices].astype(float)
+    expected = alpha * 255 + (1 - alpha) * before
+    assert np.abs(region - expected).max() <= 1
+    untouched = np.ones(target.shape[:2], bool)
+    untouched[matte.slices] = matte.alpha == 0
+    np.testing.assert_array_equal(target[untouched], original[untouched])
+    inside = matte.alpha == 1
+    assert inside.sum() > 5000 and (target[matte.slices][inside] == 255).all()
