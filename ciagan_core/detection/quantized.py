@@ -50,12 +50,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "ciagan"
 
 
-def calibration_frames(count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[np.ndarray]:
-    """Deterministic BGR frames: the portrait at many scales over blurred copies of itself,
-    flipped, with varied contrast and brightness, at common camera sizes and orientations."""
+def _portrait() -> np.ndarray:
     image = cv2.imread(str(CALIBRATION_IMAGE))
     if image is None:
         raise ModelFileError(f"{CALIBRATION_IMAGE}: calibration image missing or unreadable")
+    return image
+
+
+def calibration_frames(count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[np.ndarray]:
+    """Deterministic BGR frames: the portrait at many scales over blurred copies of itself,
+    flipped, with varied contrast and brightness, at common camera sizes and orientations."""
+    image = _portrait()
     rng = np.random.default_rng(seed)
     sizes = [(640, 480), (1280, 720), (480, 640), (320, 240)]
     frames = []
@@ -75,6 +80,18 @@ def calibration_frames(count: int = CALIBRATION_FRAMES, seed: int = 0) -> list[n
     return frames
 
 
+def verification_frames() -> list[np.ndarray]:
+    """Frames the int8 model must read like the fp32 one before it is used: the portrait as is,
+    mirrored and darker in a 1280x720 frame, and small (a 23 px face, over a blurred copy of
+    itself) in a 640x480 frame."""
+    image = _portrait()
+    wide = np.full((720, 1280, 3), 40, np.uint8)
+    wide[100:612, 600:1112] = (image[:, ::-1] * 0.6).astype(np.uint8)
+    small = cv2.resize(cv2.GaussianBlur(image, (0, 0), 3), (640, 480))
+    small[200:328, 300:428] = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
+    return [image, wide, small]
+
+
 @dataclass(frozen=True)
 class Int8Key:
     """Everything the int8 model's bytes depend on."""
@@ -83,19 +100,6 @@ class Int8Key:
     onnxruntime: str
     recipe: int
     calibration_sha256: str
-
-
-def verification_frames() -> list[np.ndarray]:
-    """Frames the int8 model must read like the fp32 one before it is used: the portrait as is,
-    flipped and darker in a 1280x720 frame, and small (a 40 px face) in a 640x480 frame."""
-    image = cv2.imread(str(CALIBRATION_IMAGE))
-    if image is None:
-        raise ModelFileError(f"{CALIBRATION_IMAGE}: calibration image missing or unreadable")
-    wide = np.full((720, 1280, 3), 40, np.uint8)
-    wide[100:612, 600:1112] = (image[:, ::-1] * 0.6).astype(np.uint8)
-    small = cv2.resize(cv2.GaussianBlur(image, (0, 0), 3), (640, 480))
-    small[200:328, 300:428] = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
-    return [image, wide, small]
 
 
 def cache_key(source_model: bytes) -> Int8Key:
