@@ -111,31 +111,35 @@ class CenterFaceDetector:
             )
 
         fp32_model = _load_dynamic_model(path)
-        self._session = session(fp32_model)
-        self._input = self._session.get_inputs()[0].name
-        self._outputs = [o.name for o in self._session.get_outputs()]
-        self.precision = "fp32"
+        model, self.precision = fp32_model, "fp32"
         if self.settings.precision == "int8":
             from ciagan_core.detection.quantized import int8_model
 
             try:
                 cache_dir = Path(self.settings.cache_dir) if self.settings.cache_dir else None
 
-                def check(data: bytes) -> None:
-                    self._check_int8(session(data))
+                def check(data: bytes) -> None:  # only when the int8 model is built
+                    self._check_int8(self._bind(session(fp32_model)), session(data))
 
-                self._session = session(int8_model(fp32_model, cache_dir, check))
+                model = int8_model(fp32_model, cache_dir, check)
                 self.precision = "int8"
             except Exception as exc:  # detection goes on, slower
                 log.warning("int8 CenterFace unavailable, detecting in fp32: %s", exc)
+        self._session = self._bind(session(model))
 
-    def _check_int8(self, int8_session) -> None:
+    def _bind(self, session):
+        """Take the input and output names from ``session`` (fp32 and int8 share them)."""
+        self._input = session.get_inputs()[0].name
+        self._outputs = [o.name for o in session.get_outputs()]
+        return session
+
+    def _check_int8(self, fp32_session, int8_session) -> None:
         """Refuse an int8 model that does not find what fp32 finds, in the same places (a
         quantizer that went wrong must never cost a face). Run once, when the model is built."""
         from ciagan_core.detection.quantized import verification_frames
 
         for index, frame in enumerate(verification_frames()):
-            fp32 = self._detect_with(self._session, frame)
+            fp32 = self._detect_with(fp32_session, frame)
             int8 = self._detect_with(int8_session, frame)
             if not fp32:
                 raise ModelFileError(f"verification frame {index}: fp32 CenterFace finds no face")
