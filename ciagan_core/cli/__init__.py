@@ -12,7 +12,7 @@ from ciagan_core import __version__
 from ciagan_core.errors import CiaganError
 
 #: Subcommand modules; each defines ``register(subparsers)`` that sets ``func`` on its parser.
-SUBCOMMANDS = ("model", "anonymize", "export", "bench")
+SUBCOMMANDS = ("model", "anonymize", "eval", "export", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

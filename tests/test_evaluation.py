@@ -1,0 +1,213 @@
+"""``ciagan eval`` and the privacy of the defaults, on the shared CelebA faces."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ciagan_core.cli import main
+from ciagan_core.errors import ConfigError, InputError
+from ciagan_core.evaluation import (
+    EvalSettings,
+    MethodVariant,
+    evaluate,
+    load_labelled_faces,
+    split_identities,
+)
+from ciagan_core.evaluation.dataset import sample_faces
+from ciagan_core.pipeline import AnonymizerConfig
+
+FACES_CSV = Path("data") / "celeba_faces" / "faces.csv"
+
+
+@pytest.fixture(scope="module")
+def faces_csv(shared_dir) -> Path:
+    return shared_dir / FACES_CSV
+
+
+@pytest.fixture(scope="module")
+def holdout(faces_csv):
+    return split_identities(load_labelled_faces(faces_csv), "holdout")
+
+
+def test_the_default_output_leaves_at_most_5_percent_identified(holdout):
+    """The privacy guarantee of the defaults, on held-out identities no tuning has seen."""
+    faces, probes = sample_faces(holdout, max_identities=40, max_photos=6, max_probes=2, seed=0)
+    default = MethodVariant.parse(AnonymizerConfig().method)
+    report = evaluate(
+        faces,
+        probes,
+        [MethodVariant.parse("none"), default],
+        AnonymizerConfig(),
+        EvalSettings(fid=False),
+    )
+    untouched, anonymized = report["rows"]
+    assert report["chance"] == 1 / 40 and untouched["faces"] == 80
+    assert untouched["identification_rate"] >= 0.9  # the recognizer works on these faces
+    assert anonymized["missed_by_pipeline"] == 0
+    assert anonymized["identification_rate"] <= 0.05, anonymized
+
+
+def test_eval_writes_the_table_and_json_with_fid(faces_csv, tmp_path, capsys):
+    out = tmp_path / "report"
+    args = [
+        "eval", str(faces_csv), "-o", str(out), "--identities", "4", "--photos-per-identity",
+        "3", "--method", "none", "--method", "pixelate:cells=16", "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["complete"] is True and report["probes"] == 12 and report["identities"] == 4
+    none, pixelated = report["rows"]
+    assert none["method"] == "none" and pixelated["method"] == "pixelate:cells=16,region=box"
+    assert none["fid"] == 0.0 and pixelated["fid"] > 50  # identical sets vs changed faces
+    assert none["identification_rate"] > pixelated["identification_rate"]
+    assert pixelated["detection_rate_hog"] < none["detection_rate_hog"]
+    table = (out / "eval.md").read_text()
+    assert "| pixelate:cells=16,region=box | native | 12 |" in table
+    assert table in capsys.readouterr().out
+
+
+def test_a_folder_per_identity_and_rescaled_faces(faces_csv, tmp_path):
+    folder = tmp_path / "people"
+    rows = list(csv.DictReader(faces_csv.open()))
+    for identity in sorted({r["celeba_identity"] for r in rows})[:3]:
+        (folder / identity).mkdir(parents=True)
+        for row in [r for r in rows if r["celeba_identity"] == identity][:3]:
+            shutil.copy(faces_csv.parent / "images" / row["file"], folder / identity)
+    out = tmp_path / "report"
+    args = ["eval", str(folder), "-o", str(out), "--face-sizes", "native,32", "--no-fid"]
+    assert main([*args, "--method", "blur", "--no-progress"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert [r["face_size"] for r in report["rows"]] == ["native", 32]
+    assert all(r["faces"] == 9 and r["fid"] is None for r in report["rows"])
+
+
+def _bad_csv(tmp_path: Path, header: str, lines: list[str]) -> Path:
+    path = tmp_path / "faces.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("header", "lines", "message"),
+    [
+        ("file,box_x0", ["a.jpg,1"], "needs the columns 'file' and 'celeba_identity'"),
+        ("file,celeba_identity,box_x0", ["a.jpg,1,3"], "box columns must be all of"),
+        ("file,celeba_identity", ["missing.jpg,1", "other.jpg,2"], "2 listed files do not exist"),
+    ],
+)
+def test_a_bad_csv_is_a_one_line_error_and_writes_no_report(
+    tmp_path, capsys, header, lines, message
+):
+    path = _bad_csv(tmp_path, header, lines)
+    out = tmp_path / "report"
+    assert main(["eval", str(path), "-o", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not out.exists()
+
+
+def test_one_identity_is_refused(faces_csv, tmp_path, capsys):
+    rows = list(csv.DictReader(faces_csv.open()))[:3]
+    lines = [f"{faces_csv.parent / 'images' / r['file']},{r['celeba_identity']}" for r in rows]
+    assert len({r["celeba_identity"] for r in rows}) == 1
+    path = _bad_csv(tmp_path, "file,celeba_identity", lines)
+    assert main(["eval", str(path), "-o", str(tmp_path / "r"), "--no-progress"]) == 1
+    assert "at least 2 identities" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_unreadable_model_is_a_one_line_error(faces_csv, tmp_path, capsys):
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"not a model")
+    args = ["eval", str(faces_csv), "-o", str(tmp_path / "r"), "--identities", "2"]
+    assert main([*args, "--method", "ciagan", "--model", str(model), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.safetensors" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "spec", ["sharpen", "blur:kernel", "blur:sigma=3", "none:kernel=3", "blur:kernel=4"]
+)
+def test_bad_method_variants_are_refused(spec):
+    with pytest.raises(ConfigError):
+        MethodVariant.parse(spec).config(AnonymizerConfig())
+
+
+def test_the_identity_split_is_fixed_and_disjoint(faces_csv):
+    faces = load_labelled_faces(faces_csv)
+    tune = {f.identity for f in split_identities(faces, "tune")}
+    held = {f.identity for f in split_identities(faces, "holdout")}
+    assert not tune & held and tune | held == {f.identity for f in faces}
+    assert 0.4 < len(held) / len(tune | held) < 0.6
+    with pytest.raises(InputError):
+        split_identities(faces, "test")
+
+
+def test_a_probe_is_never_compared_with_its_own_photo(faces_csv):
+    """Leave-one-out: with its own photo left out, a probe's identity is only as near as that
+    identity's other photos, so a probe unlike them is not named."""
+    from ciagan_core.evaluation.recognition import Gallery
+
+    faces = load_labelled_faces(faces_csv)
+    chosen, probes = sample_faces(faces, max_identities=3, max_photos=2, seed=1)
+    descriptors = np.eye(len(chosen), 8)  # every photo unlike every other
+    gallery = Gallery(descriptors, [f.identity for f in chosen])
+    for probe in probes:
+        assert gallery.nearest(descriptors[probe], probe) != chosen[probe].identity
+
+
+def test_fid_resizes_like_tensorflow_1_bilinear(shared_dir, faces_csv):
+    """The FID Inception is fed as the original TF FID feeds it: TF1 ResizeBilinear (corner
+    aligned, no half-pixel offset) to 299 x 299 on float values."""
+    import cv2
+    import torch
+    from fid_helper_pytorch._resample_func import tensor_resample_func
+
+    from ciagan_core.evaluation.fid import INCEPTION_SIZE, RESIZE_MODE
+
+    row = next(csv.DictReader(faces_csv.open()))
+    image = cv2.imread(str(faces_csv.parent / "images" / row["file"]))[:150, :200]
+    image = image.astype(np.float32)
+    ours = (
+        tensor_resample_func(
+            torch.from_numpy(image.transpose(2, 0, 1)[None].copy()),
+            INCEPTION_SIZE,
+            RESIZE_MODE,
+            False,
+        )[0]
+        .numpy()
+        .transpose(1, 2, 0)
+    )
+
+    def tf1_bilinear(src: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+        h, w = src.shape[:2]
+        ys, xs = np.arange(out_h) * (h / out_h), np.arange(out_w) * (w / out_w)
+        y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+        y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+        fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+        top = src[y0][:, x0] * (1 - fx) + src[y0][:, x1] * fx
+        bottom = src[y1][:, x0] * (1 - fx) + src[y1][:, x1] * fx
+        return top * (1 - fy) + bottom * fy
+
+    np.testing.assert_allclose(ours, tf1_bilinear(image, *INCEPTION_SIZE), atol=0.05)
+
+
+def test_the_frechet_distance_matches_the_matrix_square_root_formula():
+    import scipy.linalg
+
+    from ciagan_core.evaluation.fid import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 64)), rng.normal(0.2, 1.3, size=(50, 64))
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(
+        ca + cb - 2 * np.real(scipy.linalg.sqrtm(ca @ cb))
+    )
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
