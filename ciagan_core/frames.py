@@ -1,28 +1,75 @@
 """Input frames of every common layout in, the same layout out.
 
 The pipeline works on BGR uint8. Gray, BGRA and 16-bit frames are converted for processing and
-converted back so that the caller gets its own format, with untouched pixels bit-identical.
+converted back so that the caller gets its own format.
+
+16-bit frames often hold 10- or 12-bit data (mono16 cameras, 16-bit PNGs), so they are not
+reduced to their high byte, which would leave a 10-bit image nearly black and its faces
+undetected. They are scaled by their own white point, the 99.9th percentile of their values, so
+faces are detected at any bit depth. Every pixel of a replaced region is written back from the
+anonymized 8-bit image, scaled to that white point; every other pixel is the input's own value,
+bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ciagan_core.blend import Matte
 from ciagan_core.errors import InputError
 
 MAX_SIDE = 16384
+#: The white point of a 16-bit frame ignores this share of its brightest values (hot pixels).
+WHITE_PERCENTILE = 99.9
+_WHITE_SAMPLES = 1 << 18
 
 
 @dataclass
 class WorkingFrame:
-    """A private BGR uint8 copy of an input frame and the way back to the input's layout."""
+    """A private BGR uint8 copy of an input frame, the replaced pixels, and the way back."""
 
+    #: Private: faces are aligned from it, then blended into it.
     bgr: np.ndarray
-    restore: Callable[[np.ndarray], np.ndarray]
+    #: The input with its channel axis normalised (H x W or H x W x C).
+    original: np.ndarray
+    input_shape: tuple[int, ...]
+    #: 16-bit frames: the input value that maps to 8-bit 255 (None for uint8 frames).
+    white: float | None
+    #: Pixels inside a replaced region (matte > 0).
+    touched: np.ndarray
+
+    def mark(self, matte: Matte) -> None:
+        """Record that ``matte``'s region was replaced."""
+        self.touched[matte.slices] |= matte.alpha > 0
+
+    def restore(self) -> np.ndarray:
+        """The anonymized frame in the input's own layout and pixel type."""
+        result, original = self.bgr, self.original
+        back8 = cv2.cvtColor(result, cv2.COLOR_BGR2GRAY) if original.ndim == 2 else result
+        if self.white is None:
+            if original.ndim == 3 and original.shape[2] == 4:
+                back8 = np.dstack([result, original[:, :, 3]])
+            return back8.reshape(self.input_shape)
+        out = original.copy()
+        touched = self.touched
+        values = np.rint(back8[touched].astype(np.float64) * (self.white / 255.0))
+        values = np.clip(values, 0, np.iinfo(original.dtype).max).astype(original.dtype)
+        if original.ndim == 2:
+            out[touched] = values
+        else:
+            out[touched, :3] = values  # the alpha channel stays as it was
+        return out.reshape(self.input_shape)
+
+
+def white_point(frame: np.ndarray) -> float:
+    """The 16-bit value that becomes 8-bit 255: the frame's 99.9th percentile, at least 255."""
+    colour = frame if frame.ndim == 2 else frame[:, :, :3]
+    step = max(1, int(np.sqrt(colour.size / _WHITE_SAMPLES)))
+    sample = colour[::step, ::step]
+    return float(max(np.percentile(sample, WHITE_PERCENTILE), 255.0))
 
 
 def to_working(frame: object) -> WorkingFrame:
@@ -40,10 +87,13 @@ def to_working(frame: object) -> WorkingFrame:
         )
     if max(frame.shape[:2]) > MAX_SIDE:
         raise InputError(f"frame of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_SIDE} px")
+    white = None
     if frame.dtype == np.uint8:
         eight = frame
     elif frame.dtype == np.uint16:
-        eight = (frame >> 8).astype(np.uint8)
+        white = white_point(frame)
+        colour = frame if frame.ndim == 2 else frame[:, :, :3]
+        eight = cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
     else:
         raise InputError(f"unsupported pixel type {frame.dtype}: expected uint8 or uint16")
     if eight.ndim == 2:
@@ -52,20 +102,5 @@ def to_working(frame: object) -> WorkingFrame:
         bgr = np.ascontiguousarray(eight[:, :, :3])
     else:
         bgr = np.array(eight, order="C", copy=True)  # private: the pipeline draws into it
-    original = frame
-
-    def restore(result: np.ndarray) -> np.ndarray:
-        if original.ndim == 2:
-            back8 = cv2.cvtColor(result, cv2.COLOR_BGR2GRAY)
-        elif original.shape[2] == 4:
-            back8 = np.dstack([result, eight[:, :, 3]])
-        else:
-            back8 = result
-        if original.dtype == np.uint8:
-            return back8.reshape(input_shape)
-        changed = back8 != eight
-        out = original.copy()
-        out[changed] = back8[changed].astype(np.uint16) * 257
-        return out.reshape(input_shape)
-
-    return WorkingFrame(bgr, restore)
+    touched = np.zeros(frame.shape[:2], dtype=bool)
+    return WorkingFrame(bgr, frame, input_shape, white, touched)

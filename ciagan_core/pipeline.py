@@ -189,7 +189,7 @@ class Anonymizer:
         results = []
         for item in pending:
             start = time.perf_counter()
-            image = item.work.restore(item.work.bgr)
+            image = item.work.restore()
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
             results.append(FrameResult(image, item.faces, item.timings))
         return results
@@ -270,7 +270,12 @@ class Anonymizer:
             tracks = [item.faces[idx].track_id for item, idx, _ in jobs]
             try:
                 identities = self.selector.choose(tracks)
-                raw = self.engine.run(inputs, np.asarray(identities))
+                raw = np.asarray(self.engine.run(inputs, np.asarray(identities)))
+                expected = (len(jobs), 3, *inputs.shape[2:])
+                if raw.shape != expected or raw.dtype.kind != "f":
+                    raise ValueError(
+                        f"generator returned {raw.dtype} {raw.shape}, expected float {expected}"
+                    )
                 if not np.isfinite(raw).all():
                     raise FloatingPointError("generator produced NaN or infinite values")
                 for (item, idx, _), identity in zip(jobs, identities, strict=True):
@@ -295,17 +300,18 @@ class Anonymizer:
             start = time.perf_counter()
             aligned = dict(item.aligned)
             for idx, face in enumerate(item.faces):
-                self._blend_face(item.work.bgr, face, aligned.get(idx), item.generated.get(idx))
+                self._blend_face(item.work, face, aligned.get(idx), item.generated.get(idx))
             item.timings["blend"] += (time.perf_counter() - start) * 1e3
 
     def _blend_face(
         self,
-        image: np.ndarray,
+        work: WorkingFrame,
         face: FaceResult,
         aligned: AlignedFace | None,
         raw: np.ndarray | None,
     ) -> None:
         cfg = self.config
+        image = work.bgr
         if (
             cfg.method == "ciagan"
             and aligned is not None
@@ -321,6 +327,7 @@ class Anonymizer:
             if matte is not None:
                 replacement = warp_to_frame(bgr, aligned.window.net_to_frame(), matte.roi)
                 composite(image, matte, replacement)
+                work.mark(matte)
             face.region = "mask"
             return
         # Every face that fell back (unreliable landmarks, generator error, held by the tracker)
@@ -350,6 +357,7 @@ class Anonymizer:
         matte = region_matte(polygon, image.shape, face.feather_px)
         if matte is not None:
             apply_method(image, method, matte, scale, cfg.methods)
+            work.mark(matte)
 
 
 def _inside(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -16,19 +17,15 @@ import cv2
 import numpy as np
 
 from ciagan_core import __version__
-from ciagan_core.atomic_write import write_bytes_atomic
-from ciagan_core.detection import DETECTORS, DetectorSettings
-from ciagan_core.detection.base import PRECISIONS
-from ciagan_core.engines import ENGINES
-from ciagan_core.errors import CiaganError, ConfigError, InputError
-from ciagan_core.identity import POLICIES, IdentityConfig
-from ciagan_core.landmarks import LANDMARKERS
-from ciagan_core.methods import METHODS, REGIONS, MethodSettings
-from ciagan_core.pipeline import STAGES, Anonymizer, AnonymizerConfig, FrameResult
+from ciagan_core.atomic_write import atomic_path, write_bytes_atomic
+from ciagan_core.cli.pipeline_args import add_pipeline_arguments, pipeline_config
+from ciagan_core.errors import CiaganError, InputError
+from ciagan_core.pipeline import STAGES, Anonymizer, FrameResult
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# .jfif and .jpe are JPEG files under other names.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -48,65 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="output folder (or output file, for a single input file)",
     )
-    p.add_argument(
-        "--method",
-        choices=METHODS,
-        default="blur",
-        help="anonymization method (default: blur; ciagan needs --model)",
-    )
-    p.add_argument(
-        "--region",
-        choices=REGIONS,
-        default="box",
-        help="where blur/pixelate/solid go: the grown detection box (default: face, forehead "
-        "and ears; no landmarks) or the landmark mask (jaw to brows); ciagan always uses its mask",
-    )
-    p.add_argument(
-        "--fallback",
-        choices=[m for m in METHODS if m != "ciagan"],
-        default="pixelate",
-        help="method for faces without reliable landmarks",
-    )
-    p.add_argument("--model", type=Path, help="generator model file (.safetensors)")
-    p.add_argument(
-        "--identity",
-        default="per_track",
-        help=f"identity policy ({', '.join(POLICIES)}), 'fixed:ID', 'pool:ID,ID,...' "
-        "or a YAML file (default: per_track)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of random identity draws")
-    p.add_argument("--detector", choices=sorted(DETECTORS), default="centerface")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="detector score threshold (backend units; default: backend's own)",
-    )
-    p.add_argument("--min-face", type=float, default=8.0, help="smallest face side in pixels")
-    p.add_argument(
-        "--detector-precision",
-        choices=PRECISIONS,
-        default="int8",
-        help="centerface: int8 (default; built and cached on first use, same recall, faster on "
-        "CPU) or fp32 (the published model)",
-    )
-    p.add_argument("--landmarks", choices=LANDMARKERS, default="dlib")
-    p.add_argument(
-        "--landmark-weights",
-        type=Path,
-        default=None,
-        help="local weights for the landmarker (face_alignment: 2DFAN4 file/folder)",
-    )
-    p.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default="auto",
-        help="inference engine (default auto: onnxruntime on CPU; on CUDA tensorrt, "
-        "else onnxruntime, else torch)",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--blur-kernel", type=int, default=17)
-    p.add_argument("--pixelate-cells", type=int, default=8)
+    add_pipeline_arguments(p)
     p.add_argument(
         "--hold-frames",
         type=int,
@@ -124,25 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_identity(spec: str, seed: int) -> IdentityConfig:
-    """``per_track``, ``random``, ``fixed:ID``, ``pool:ID,ID``, a bare ID, or a YAML path."""
-    if spec.endswith((".yaml", ".yml")):
-        return IdentityConfig.from_yaml(spec)
-    name, _, arg = spec.partition(":")
-    try:
-        if name.isdigit():
-            return IdentityConfig(policy="fixed", identity=int(name), seed=seed)
-        if name == "fixed":
-            return IdentityConfig(policy="fixed", identity=int(arg), seed=seed)
-        if name == "pool":
-            return IdentityConfig.from_dict(
-                {"policy": "pool", "pool": [int(x) for x in arg.split(",") if x], "seed": seed}
-            )
-    except ValueError:
-        raise ConfigError(f"bad identity {spec!r}: identities are integers") from None
-    return IdentityConfig.from_dict({"policy": name, "seed": seed})
-
-
 @dataclass
 class Summary:
     """What ``ciagan anonymize`` did, written as JSON."""
@@ -154,12 +74,18 @@ class Summary:
     fallbacks: int = 0
     fallback_reasons: Counter = field(default_factory=Counter)
     failed: list[dict[str, str]] = field(default_factory=list)
+    #: Files in the input folders that are neither images nor videos (not processed).
+    skipped: list[str] = field(default_factory=list)
+    #: Per video, the indices of frames that could not be decoded (skipped, not written).
+    unreadable_frames: dict[str, list[int]] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     stage_ms_total: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     wall_s: float = 0.0
     config: dict = field(default_factory=dict)
     #: What the detector really runs ("int8", or "fp32" if the int8 model could not be built).
     detector_precision: str | None = None
+    #: True when the run was stopped (Ctrl-C) before every input was done.
+    interrupted: bool = False
 
     def add(self, result: FrameResult) -> None:
         self.frames += 1
@@ -183,34 +109,101 @@ class Summary:
         return data
 
 
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its anonymized version goes."""
+
+    source: Path
+    target: Path
+
+    @property
+    def video(self) -> bool:
+        return self.source.suffix.lower() in VIDEO_SUFFIXES
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder``, following symlinked folders once each, sorted."""
+    seen: set[str] = set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in sorted(names):
+            yield Path(top) / name
+
+
 def collect_inputs(
     paths: list[Path],
-) -> tuple[list[tuple[Path, Path]], list[dict[str, str]]]:
-    """(file, the root its output path is relative to) to process, folders expanded and sorted,
-    and the inputs that do not exist."""
-    files, missing = [], []
+) -> tuple[list[Path], list[dict[str, str]], list[str]]:
+    """The files to process (folders expanded, sorted, each file once), the inputs that do not
+    exist, and the files in folders that are neither images nor videos."""
+    files: list[Path] = []
+    missing: list[dict[str, str]] = []
+    skipped: list[str] = []
+    known = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     for path in paths:
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
-            files += [(p, path) for p in found]
+            for file in _walk(path):
+                if file.suffix.lower() in known:
+                    files.append(file)
+                elif file.is_file() and not file.name.startswith("."):
+                    skipped.append(str(file))
         elif path.is_file():
-            files.append((path, path.parent))
+            files.append(path)
         else:
             missing.append({"path": str(path), "error": "no such file or folder"})
-    return files, missing
+    unique, seen = [], set()
+    for file in files:  # a file named twice, or also inside a named folder, is done once
+        if os.path.realpath(file) not in seen:
+            seen.add(os.path.realpath(file))
+            unique.append(file)
+    return unique, missing, skipped
 
 
-def output_path(source: Path, root: Path, out: Path, single_file: bool) -> Path:
-    if single_file:
-        return out
-    relative = source.relative_to(root) if source.is_relative_to(root) else Path(source.name)
+def _output_relative(source: Path, root: str) -> Path:
+    relative = Path(os.path.relpath(os.path.abspath(source), root))
     if source.suffix.lower() in VIDEO_SUFFIXES and source.suffix.lower() not in {".mp4", ".avi"}:
-        relative = relative.with_suffix(".mp4")
-    return out / relative
+        relative = relative.with_suffix(".mp4")  # re-encoded as MPEG-4
+    return relative
+
+
+def plan_jobs(files: list[Path], inputs: list[Path], out: Path, single_file: bool) -> list[Job]:
+    """Every output path, decided before anything is written. Outputs keep the inputs' folder
+    structure below their common folder (one folder input: below that folder). Two outputs on
+    one path, an output on an input, or an output over any file inside an input folder is an
+    InputError."""
+    if single_file:
+        jobs = [Job(files[0], out)]
+    else:
+        if len(inputs) == 1 and inputs[0].is_dir():
+            root = os.path.abspath(inputs[0])
+        else:
+            root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in inputs])
+        jobs = [Job(f, out / _output_relative(f, root)) for f in files]
+    sources = {os.path.realpath(f) for f in files}
+    folders = [os.path.realpath(p) for p in inputs if p.is_dir()]
+    targets: dict[str, Path] = {}
+    for job in jobs:
+        target = os.path.realpath(job.target)
+        if target in targets:
+            raise InputError(
+                f"{targets[target]} and {job.source} would both be written to {job.target}; "
+                "rename one or anonymize them separately"
+            )
+        targets[target] = job.source
+        if target in sources:
+            raise InputError(f"the output for {job.source} would overwrite the input {job.target}")
+        if os.path.exists(target) and any(
+            target.startswith(folder + os.sep) for folder in folders
+        ):
+            raise InputError(
+                f"the output for {job.source} would overwrite {job.target} in an input folder; "
+                "choose an output folder outside the inputs"
+            )
+    return jobs
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -222,22 +215,34 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
-    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    suffix = path.suffix.lower() or ".png"
+    ok, encoded = cv2.imencode(".jpg" if suffix in {".jfif", ".jpe"} else suffix, image)
     if not ok:
         raise InputError(f"{path}: cannot encode the result as {path.suffix}")
     write_bytes_atomic(path, encoded.tobytes())
 
 
-def video_frames(capture: cv2.VideoCapture, batch: int) -> Iterator[list[np.ndarray]]:
+def video_frames(
+    capture: cv2.VideoCapture, batch: int, unreadable: list[int]
+) -> Iterator[list[np.ndarray]]:
+    """Batches of decoded frames. A frame that cannot be decoded is skipped, its index added
+    to ``unreadable``, and reading goes on after it up to the container's frame count."""
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     frames: list[np.ndarray] = []
+    index = 0
     while True:
         ok, frame = capture.read()
-        if not ok:
+        if ok:
+            frames.append(frame)
+            if len(frames) == batch:
+                yield frames
+                frames = []
+        elif index < total:
+            unreadable.append(index)
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index + 1)  # where decoding may recover
+        else:
             break
-        frames.append(frame)
-        if len(frames) == batch:
-            yield frames
-            frames = []
+        index += 1
     if frames:
         yield frames
 
@@ -245,126 +250,142 @@ def video_frames(capture: cv2.VideoCapture, batch: int) -> Iterator[list[np.ndar
 def process_video(
     anonymizer: Anonymizer, source: Path, target: Path, summary: Summary, batch: int, progress
 ) -> None:
+    """Anonymize a video into ``target``: written under a temporary name and renamed when
+    complete, so an interrupted or failed run leaves no complete-looking file."""
     capture = cv2.VideoCapture(str(source))
     if not capture.isOpened():
         raise InputError(f"{source}: cannot open video (corrupt or unsupported codec)")
-    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
-    writer = None
+    unreadable: list[int] = []
     count = 0
     try:
-        for frames in video_frames(capture, batch):
-            for result in anonymizer.process_batch(frames):
-                if writer is None:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    height, width = result.image.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(
-                        *("MJPG" if target.suffix == ".avi" else "mp4v")
-                    )
-                    writer = cv2.VideoWriter(str(target), fourcc, fps, (width, height))
-                    if not writer.isOpened():
-                        raise InputError(f"{target}: cannot open a video writer")
-                writer.write(result.image)
-                summary.add(result)
-                count += 1
-                progress.update(1)
+        with atomic_path(target, suffix=f".partial{target.suffix}") as partial:
+            writer = None
+            try:
+                for frames in video_frames(capture, batch, unreadable):
+                    for result in anonymizer.process_batch(frames):
+                        if writer is None:
+                            height, width = result.image.shape[:2]
+                            fourcc = cv2.VideoWriter_fourcc(
+                                *("MJPG" if target.suffix == ".avi" else "mp4v")
+                            )
+                            writer = cv2.VideoWriter(str(partial), fourcc, fps, (width, height))
+                            if not writer.isOpened():
+                                raise InputError(f"{target}: cannot open a video writer")
+                        writer.write(result.image)
+                        summary.add(result)
+                        count += 1
+                        progress.update(1)
+            finally:
+                if writer is not None:
+                    writer.release()
+            if count == 0:
+                raise InputError(f"{source}: no decodable frames")
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
-    if count == 0:
-        raise InputError(f"{source}: no decodable frames")
-    if expected and count < expected - 1:
-        raise InputError(
-            f"{source}: only {count} of {expected} frames could be decoded "
-            f"(truncated?); the {count} frames read were written to {target}"
+        if unreadable:
+            summary.unreadable_frames[str(source)] = unreadable
+    if unreadable:
+        print(
+            f"ciagan anonymize: {source}: {len(unreadable)} unreadable frames skipped "
+            f"(listed in the summary)",
+            file=sys.stderr,
         )
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    config = AnonymizerConfig(
-        method=args.method,
-        region=args.region,
-        fallback_method=args.fallback,
-        detector=args.detector,
-        detector_settings=DetectorSettings(
-            score_threshold=args.threshold,
-            min_face_size=args.min_face,
-            precision=args.detector_precision,
-        ),
-        landmarks=args.landmarks,
-        landmark_weights=str(args.landmark_weights) if args.landmark_weights else None,
-        model=str(args.model) if args.model else None,
-        engine=args.engine,
-        device=args.device,
-        identity=parse_identity(args.identity, args.seed),
-        methods=MethodSettings(blur_kernel=args.blur_kernel, pixelate_cells=args.pixelate_cells),
-    )
-    files, failed = collect_inputs(args.inputs)
+    config = pipeline_config(args)
+    files, failed, skipped = collect_inputs(args.inputs)
+    for path in skipped:
+        print(f"ciagan anonymize: skipped {path}: not an image or video file", file=sys.stderr)
+    if not files:
+        raise InputError(
+            "nothing to anonymize: no image or video files in "
+            + ", ".join(str(p) for p in args.inputs)
+            + (f" ({len(skipped)} other files skipped)" if skipped else "")
+        )
     single = len(args.inputs) == 1 and args.inputs[0].is_file() and bool(args.output.suffix)
+    jobs = plan_jobs(files, args.inputs, args.output, single)
+    summary_path = args.summary or (
+        args.output.with_suffix(".summary.json") if single else args.output / "summary.json"
+    )
+    if os.path.realpath(summary_path) in {os.path.realpath(p) for p in files} | {
+        os.path.realpath(j.target) for j in jobs
+    }:
+        raise InputError(f"the summary {summary_path} would overwrite an input or an output")
+    _make_folder(args.output.parent if single else args.output)
+    _make_folder(summary_path.parent)
     image_anonymizer = Anonymizer(config)
     video_anonymizer = None
     summary = Summary(
         failed=failed,
-        config=asdict(config),
+        skipped=skipped,
+        # hold_frames applies to videos; independent images are never held.
+        config=asdict(replace(config, hold_frames=args.hold_frames)),
         detector_precision=getattr(image_anonymizer.detector, "precision", None),
     )
-    total = sum(1 for f, _ in files if f.suffix.lower() in IMAGE_SUFFIXES)
-    for f, _ in files:
-        if f.suffix.lower() in VIDEO_SUFFIXES:
-            cap = cv2.VideoCapture(str(f))
+    total = sum(1 for j in jobs if not j.video)
+    for job in jobs:
+        if job.video:
+            cap = cv2.VideoCapture(str(job.source))
             total += int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             cap.release()
     start = time.perf_counter()
-    with tqdm(
-        total=total, unit="frame", disable=args.no_progress or None, file=sys.stderr
-    ) as progress:
-        for source, root in files:
-            target = output_path(source, root, args.output, single)
-            if target.resolve() == source.resolve():
-                summary.failed.append(
-                    {"path": str(source), "error": "output would overwrite input"}
-                )
-                continue
-            try:
-                if source.suffix.lower() in VIDEO_SUFFIXES:
-                    if video_anonymizer is None:
-                        video_anonymizer = Anonymizer(
-                            replace(config, hold_frames=args.hold_frames),
-                            detector=image_anonymizer.detector,
-                            landmarker=image_anonymizer.landmarker,
-                            engine=image_anonymizer.engine,
+    try:
+        with tqdm(
+            total=total, unit="frame", disable=args.no_progress or None, file=sys.stderr
+        ) as progress:
+            for job in jobs:
+                source, target = job.source, job.target
+                try:
+                    if job.video:
+                        if video_anonymizer is None:
+                            video_anonymizer = Anonymizer(
+                                replace(config, hold_frames=args.hold_frames),
+                                detector=image_anonymizer.detector,
+                                landmarker=image_anonymizer.landmarker,
+                                engine=image_anonymizer.engine,
+                            )
+                        video_anonymizer.reset()
+                        process_video(
+                            video_anonymizer, source, target, summary, args.batch, progress
                         )
-                    video_anonymizer.reset()
-                    process_video(video_anonymizer, source, target, summary, args.batch, progress)
-                else:
-                    image_anonymizer.reset()
-                    result = image_anonymizer.process(read_image(source))
-                    write_image(target, result.image)
-                    summary.add(result)
-                    progress.update(1)
-                summary.files += 1
-                summary.outputs.append(str(target))
-            except CiaganError as exc:
-                summary.failed.append({"path": str(source), "error": str(exc)})
-                print(f"ciagan anonymize: skipped {source}: {exc}", file=sys.stderr)
-            except Exception as exc:  # e.g. a detector crash: that input yields no output frame
-                log.exception("failed on %s", source)
-                summary.failed.append({"path": str(source), "error": f"internal error: {exc}"})
-                print(
-                    f"ciagan anonymize: skipped {source}: internal error: {exc}", file=sys.stderr
-                )
-    summary.wall_s = round(time.perf_counter() - start, 3)
-    summary_path = args.summary or (
-        args.output.with_suffix(".summary.json") if single else args.output / "summary.json"
-    )
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary.as_json(), indent=2) + "\n")
+                    else:
+                        image_anonymizer.reset()
+                        result = image_anonymizer.process(read_image(source))
+                        write_image(target, result.image)
+                        summary.add(result)
+                        progress.update(1)
+                    summary.files += 1
+                    summary.outputs.append(str(target))
+                except CiaganError as exc:
+                    summary.failed.append({"path": str(source), "error": str(exc)})
+                    print(f"ciagan anonymize: skipped {source}: {exc}", file=sys.stderr)
+                except Exception as exc:  # e.g. a detector crash: that input yields no output
+                    log.exception("failed on %s", source)
+                    summary.failed.append({"path": str(source), "error": f"internal error: {exc}"})
+                    print(
+                        f"ciagan anonymize: skipped {source}: internal error: {exc}",
+                        file=sys.stderr,
+                    )
+    except KeyboardInterrupt:
+        summary.interrupted = True  # the partial video was removed; say so in the summary
+        raise
+    finally:
+        summary.wall_s = round(time.perf_counter() - start, 3)
+        write_bytes_atomic(summary_path, (json.dumps(summary.as_json(), indent=2) + "\n").encode())
     print(
         f"{summary.files} files, {summary.frames} frames, {summary.faces} faces "
         f"({summary.fallbacks} by fallback), {len(summary.failed)} failed; "
         f"summary: {summary_path}"
     )
-    return 1 if summary.failed or not files else 0
+    return 1 if summary.failed else 0

@@ -24,8 +24,9 @@ class DetectorSettings:
     score_threshold: float | None = None
     #: Boxes narrower than this (frame pixels) are dropped.
     min_face_size: float = 8.0
-    #: CenterFace: frames whose long side exceeds this are scaled down for detection (0 = never).
-    max_input_side: int = 1280
+    #: CenterFace: frames whose long side exceeds this are scaled down for detection (0 = never,
+    #: the default), but never so far that a face of ``min_face_size`` becomes undetectable.
+    max_input_side: int = 0
     #: dlib HOG: image upsampling passes (each finds faces half as large, 4x slower).
     upsample: int = 1
     #: CenterFace: "int8" (quantized here on first use, same recall, 1.4-1.7x faster on CPU;

