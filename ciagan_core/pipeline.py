@@ -231,7 +231,11 @@ class Anonymizer:
             problem = landmark_error
             if not problem and cfg.needs_landmarks:
                 problem = landmark_problem(
-                    points, box.as_array(), box.keypoints, cfg.min_eye_distance
+                    points,
+                    box.as_array(),
+                    box.keypoints,
+                    cfg.min_eye_distance,
+                    frame_size=(bgr.shape[1], bgr.shape[0]),
                 )
             if not problem:
                 face.landmarks = points

@@ -150,8 +150,9 @@ def test_batched_frames_equal_frames_processed_one_by_one(
 
 def test_a_tiny_face_gets_the_fallback_on_its_box(ciagan, shared_dir, celeba_rows, no_face_image):
     row = sample_rows(celeba_rows, 9)[8]
+    factor = 20 / (hog_box(row)[2] - hog_box(row)[0])  # a 20 px face: eyes 4-5 px apart
     face = cv2.resize(
-        celeba_image(shared_dir, row), None, fx=0.22, fy=0.22, interpolation=cv2.INTER_AREA
+        celeba_image(shared_dir, row), None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA
     )
     frame = cv2.resize(no_face_image, (320, 240))
     frame[50 : 50 + face.shape[0], 60 : 60 + face.shape[1]] = face
