@@ -1,0 +1,208 @@
+"""sensor_msgs/Image and CompressedImage fields <-> numpy frames, without ROS or cv_bridge.
+
+One codec for the node (rclpy messages) and the bag tool (``rosbags`` messages): both have the
+same field names. Frames come out in the pipeline's layout (BGR, BGRA, gray; uint8 or uint16)
+and go back in the message's own encoding. Re-encoding keeps the message's row padding
+(``step``) and byte order, and every pixel the pipeline did not change keeps its original bytes,
+so an untouched image is re-encoded byte for byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ciagan_core.errors import InputError
+
+
+class UnsupportedEncodingError(InputError):
+    """An image encoding or compressed format this codec does not handle."""
+
+
+@dataclass(frozen=True)
+class _Layout:
+    dtype: type
+    channels: int
+    #: How the message's pixels become the pipeline's (and back): None (as is), a colour
+    #: conversion pair, or "yuv" for packed 4:2:2.
+    to_frame: int | None = None
+    from_frame: int | None = None
+    yuv: str = ""
+
+
+_UYVY = _Layout(np.uint8, 2, yuv="uyvy")
+_YUYV = _Layout(np.uint8, 2, yuv="yuyv")
+
+#: Encodings and their layouts; sensor_msgs' "yuv422" is UYVY, "yuv422_yuy2" is YUYV.
+LAYOUTS: dict[str, _Layout] = {
+    "bgr8": _Layout(np.uint8, 3),
+    "8UC3": _Layout(np.uint8, 3),
+    "rgb8": _Layout(np.uint8, 3, cv2.COLOR_RGB2BGR, cv2.COLOR_BGR2RGB),
+    "bgra8": _Layout(np.uint8, 4),
+    "8UC4": _Layout(np.uint8, 4),
+    "rgba8": _Layout(np.uint8, 4, cv2.COLOR_RGBA2BGRA, cv2.COLOR_BGRA2RGBA),
+    "mono8": _Layout(np.uint8, 1),
+    "8UC1": _Layout(np.uint8, 1),
+    "mono16": _Layout(np.uint16, 1),
+    "16UC1": _Layout(np.uint16, 1),
+    "yuv422": _UYVY,
+    "uyvy": _UYVY,
+    "yuv422_yuy2": _YUYV,
+    "yuyv": _YUYV,
+}
+ENCODINGS = tuple(LAYOUTS)
+
+
+def _layout(encoding: str) -> _Layout:
+    try:
+        return LAYOUTS[encoding]
+    except KeyError:
+        raise UnsupportedEncodingError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODINGS)}"
+        ) from None
+
+
+def _buffer(data: Any) -> np.ndarray:
+    """A message's ``data`` (bytes, array.array, list or numpy array) as flat uint8."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).astype(np.uint8, copy=False)
+    if isinstance(data, list):
+        return np.asarray(data, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _wire_dtype(layout: _Layout, bigendian: bool) -> np.dtype:
+    dtype = np.dtype(layout.dtype)
+    return dtype.newbyteorder(">" if bigendian else "<") if dtype.itemsize > 1 else dtype
+
+
+def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
+    """The message's data as [H, step] rows (a copy) and the pixel bytes per row."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    row_bytes = width * layout.channels * np.dtype(layout.dtype).itemsize
+    data = _buffer(msg.data)
+    if height <= 0 or width <= 0:
+        raise InputError(f"empty image ({width}x{height})")
+    needed = step * (height - 1) + row_bytes
+    if step < row_bytes or data.size < needed:
+        raise InputError(
+            f"{msg.encoding} image of {width}x{height} needs step >= {row_bytes} and {needed} "
+            f"bytes of data; got step {step} and {data.size} bytes (truncated?)"
+        )
+    padded = np.zeros(step * height, np.uint8)  # the last row may come without its padding
+    padded[: min(data.size, padded.size)] = data[: padded.size]
+    return padded.reshape(height, step), row_bytes
+
+
+def _pixels(msg: Any, layout: _Layout) -> np.ndarray:
+    """The message's pixels [H, W(, C)] in its own channel order, native byte order."""
+    rows, row_bytes = _rows(msg, layout)
+    wire = np.ascontiguousarray(rows[:, :row_bytes]).view(_wire_dtype(layout, msg.is_bigendian))
+    pixels = wire.astype(layout.dtype)
+    shape = (int(msg.height), int(msg.width), layout.channels)
+    return pixels.reshape(shape[:2] if layout.channels == 1 else shape)
+
+
+def image_to_frame(msg: Any) -> np.ndarray:
+    """A sensor_msgs/Image (rclpy or rosbags) as a pipeline frame: BGR, BGRA or gray."""
+    layout = _layout(str(msg.encoding))
+    pixels = _pixels(msg, layout)
+    if layout.yuv:
+        code = cv2.COLOR_YUV2BGR_UYVY if layout.yuv == "uyvy" else cv2.COLOR_YUV2BGR_YUYV
+        return cv2.cvtColor(pixels, code)
+    if layout.to_frame is not None:
+        return cv2.cvtColor(pixels, layout.to_frame)
+    return pixels
+
+
+def _bgr_to_yuv422(frame: np.ndarray, kind: str) -> np.ndarray:
+    """BGR -> packed 4:2:2 (BT.601, as OpenCV's YUV2BGR_UYVY/YUYV reads it), [H, W, 2]."""
+    yuv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV).astype(np.float32)
+    y = yuv[:, :, 0]
+    u = (yuv[:, 0::2, 1] + yuv[:, 1::2, 1]) / 2  # chroma shared by each pixel pair
+    v = (yuv[:, 0::2, 2] + yuv[:, 1::2, 2]) / 2
+    packed = np.empty((frame.shape[0], frame.shape[1], 2), np.float32)
+    packed[:, :, 1 if kind == "uyvy" else 0] = y
+    chroma = packed[:, :, 0 if kind == "uyvy" else 1]
+    chroma[:, 0::2], chroma[:, 1::2] = u, v
+    return np.clip(np.rint(packed), 0, 255).astype(np.uint8)
+
+
+def frame_to_image_data(
+    frame: np.ndarray, like: Any, original: np.ndarray | None = None
+) -> np.ndarray:
+    """``frame`` (pipeline layout) as the uint8 data of a message like ``like``: same encoding,
+    size, step (padding bytes kept) and byte order. With ``original`` (the frame ``like``
+    decoded to), every pixel equal to it keeps its original bytes."""
+    layout = _layout(str(like.encoding))
+    height, width = int(like.height), int(like.width)
+    if frame.shape[:2] != (height, width):
+        raise InputError(f"frame {frame.shape[1]}x{frame.shape[0]} != image {width}x{height}")
+    if layout.yuv:
+        pixels = _bgr_to_yuv422(frame, layout.yuv)
+    elif layout.from_frame is not None:
+        pixels = cv2.cvtColor(frame, layout.from_frame)
+    else:
+        pixels = frame
+    pixels = np.asarray(pixels, dtype=layout.dtype).reshape(height, width, layout.channels)
+    rows, row_bytes = _rows(like, layout)
+    if original is not None:
+        same = frame == original
+        unchanged = same if same.ndim == 2 else same.all(-1)
+        if layout.yuv:  # a pixel pair shares its chroma: keep it only if both are unchanged
+            unchanged = np.repeat(unchanged[:, 0::2] & unchanged[:, 1::2], 2, axis=1)
+        before = _pixels(like, layout).reshape(pixels.shape)
+        pixels = np.where(unchanged[..., None], before, pixels)
+    wire = pixels.astype(_wire_dtype(layout, like.is_bigendian))
+    rows[:, :row_bytes] = wire.view(np.uint8).reshape(height, row_bytes)
+    return rows.reshape(-1)[: _buffer(like.data).size].copy()
+
+
+# -- CompressedImage ---------------------------------------------------------------------------
+
+
+def compression(format_string: str) -> str:
+    """``jpeg`` or ``png`` for an image_transport format string ("jpeg", "png", or
+    "<encoding>; <jpeg|png> compressed <encoding>"); anything else, compressedDepth (a depth
+    image, not a camera image) included, is refused."""
+    text = format_string.strip().lower()
+    if "compresseddepth" in text:
+        raise UnsupportedEncodingError(
+            f"unsupported compressed format {format_string!r}: compressedDepth is a depth "
+            "image, not a camera image"
+        )
+    if text in ("jpeg", "jpg") or "jpeg compressed" in text:
+        return "jpeg"
+    if text == "png" or "png compressed" in text:
+        return "png"
+    raise UnsupportedEncodingError(
+        f"unsupported compressed format {format_string!r}; expected jpeg or png "
+        "(image_transport's compressed formats)"
+    )
+
+
+def compressed_to_frame(msg: Any) -> np.ndarray:
+    """A sensor_msgs/CompressedImage as a pipeline frame (BGR, gray, or 16-bit gray PNG)."""
+    compression(str(msg.format))
+    data = _buffer(msg.data)
+    frame = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if frame is None:
+        raise InputError(f"cannot decode {msg.format!r} image of {data.size} bytes (corrupt?)")
+    return frame
+
+
+def frame_to_compressed_data(
+    frame: np.ndarray, format_string: str, jpeg_quality: int = 95
+) -> np.ndarray:
+    """``frame`` compressed in the format ``format_string`` names (JPEG at ``jpeg_quality``)."""
+    kind = compression(format_string)
+    if kind == "jpeg":
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    else:
+        ok, encoded = cv2.imencode(".png", frame)
+    if not ok:
+        raise InputError(f"cannot encode a {frame.dtype} {frame.shape} frame as {kind}")
+    return encoded.reshape(-1)
