@@ -135,6 +135,8 @@ class _Pending:
     faces: list[FaceResult]
     aligned: list[tuple[int, AlignedFace]]
     timings: dict[str, float]
+    #: The anonymizer that analysed the frame (its tracker, identities, settings).
+    owner: Anonymizer | None = None
     #: Raw generator output per face index, when generation succeeded.
     generated: dict[int, np.ndarray] = field(default_factory=dict)
 
@@ -184,15 +186,7 @@ class Anonymizer:
 
     def process_batch(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
         """Anonymize consecutive frames with one generator call for all their faces."""
-        pending = [self._analyse(frame) for frame in frames]
-        self._generate(pending)
-        results = []
-        for item in pending:
-            start = time.perf_counter()
-            image = item.work.restore()
-            item.timings["blend"] += (time.perf_counter() - start) * 1e3
-            results.append(FrameResult(image, item.faces, item.timings))
-        return results
+        return anonymize_together([(self, frame) for frame in frames])
 
     # -- stages -------------------------------------------------------------------------------
 
@@ -263,49 +257,7 @@ class Anonymizer:
                 )
             )
         timings["align"] = (time.perf_counter() - start) * 1e3
-        return _Pending(work, faces, aligned, timings)
-
-    def _generate(self, pending: list[_Pending]) -> None:
-        jobs = [(item, idx, face) for item in pending for idx, face in item.aligned]
-        raw = None
-        if jobs:
-            start = time.perf_counter()
-            inputs = np.stack([face.generator_input() for _, _, face in jobs])
-            tracks = [item.faces[idx].track_id for item, idx, _ in jobs]
-            try:
-                identities = self.selector.choose(tracks)
-                raw = np.asarray(self.engine.run(inputs, np.asarray(identities)))
-                expected = (len(jobs), 3, *inputs.shape[2:])
-                if raw.shape != expected or raw.dtype.kind != "f":
-                    raise ValueError(
-                        f"generator returned {raw.dtype} {raw.shape}, expected float {expected}"
-                    )
-                if not np.isfinite(raw).all():
-                    raise FloatingPointError("generator produced NaN or infinite values")
-                for (item, idx, _), identity in zip(jobs, identities, strict=True):
-                    item.faces[idx].identity = identity
-            except Exception as exc:  # fail closed: these faces get the fallback
-                log.error(
-                    "generation failed for %d faces, using %s: %s",
-                    len(jobs),
-                    self.config.fallback_method,
-                    exc,
-                )
-                for item, idx, _ in jobs:
-                    item.faces[idx].fallback_reason = f"generator error: {exc}"
-                raw = None
-            share = (time.perf_counter() - start) * 1e3 / len(pending)
-            for item in pending:
-                item.timings["generate"] += share
-        if raw is not None:
-            for (item, idx, _), out in zip(jobs, raw, strict=True):
-                item.generated[idx] = out
-        for item in pending:
-            start = time.perf_counter()
-            aligned = dict(item.aligned)
-            for idx, face in enumerate(item.faces):
-                self._blend_face(item.work, face, aligned.get(idx), item.generated.get(idx))
-            item.timings["blend"] += (time.perf_counter() - start) * 1e3
+        return _Pending(work, faces, aligned, timings, owner=self)
 
     def _blend_face(
         self,
@@ -375,3 +327,61 @@ def _inside(
         and (polygon[:, 1] >= y0 - my).all()
         and (polygon[:, 1] <= y1 + my).all()
     )
+
+
+def anonymize_together(items: Sequence[tuple[Anonymizer, np.ndarray]]) -> list[FrameResult]:
+    """Anonymize frames, each with its own anonymizer (its camera's tracker and identities),
+    with one generator call for all their faces: the anonymizers must share one engine."""
+    pending = [anonymizer._analyse(frame) for anonymizer, frame in items]
+    _generate(pending)
+    results = []
+    for item in pending:
+        start = time.perf_counter()
+        image = item.work.restore()
+        item.timings["blend"] += (time.perf_counter() - start) * 1e3
+        results.append(FrameResult(image, item.faces, item.timings))
+    return results
+
+
+def _generate(pending: list[_Pending]) -> None:
+    jobs = [(item, idx, face) for item in pending for idx, face in item.aligned]
+    raw = None
+    if jobs:
+        engines = {id(item.owner.engine) for item, _, _ in jobs}
+        if len(engines) != 1:
+            raise ConfigError("frames anonymized together must share one engine")
+        engine = jobs[0][0].owner.engine
+        start = time.perf_counter()
+        inputs = np.stack([face.generator_input() for _, _, face in jobs])
+        try:
+            # Each face's identity comes from its own camera's selector, in order.
+            identities = [
+                item.owner.selector.choose([item.faces[idx].track_id])[0] for item, idx, _ in jobs
+            ]
+            raw = np.asarray(engine.run(inputs, np.asarray(identities)))
+            expected = (len(jobs), 3, *inputs.shape[2:])
+            if raw.shape != expected or raw.dtype.kind != "f":
+                raise ValueError(
+                    f"generator returned {raw.dtype} {raw.shape}, expected float {expected}"
+                )
+            if not np.isfinite(raw).all():
+                raise FloatingPointError("generator produced NaN or infinite values")
+            for (item, idx, _), identity in zip(jobs, identities, strict=True):
+                item.faces[idx].identity = identity
+        except Exception as exc:  # fail closed: these faces get the fallback
+            log.error("generation failed for %d faces, using the fallback: %s", len(jobs), exc)
+            for item, idx, _ in jobs:
+                item.faces[idx].fallback_reason = f"generator error: {exc}"
+            raw = None
+        share = (time.perf_counter() - start) * 1e3 / len(pending)
+        for item in pending:
+            item.timings["generate"] += share
+    if raw is not None:
+        for (item, idx, _), out in zip(jobs, raw, strict=True):
+            item.generated[idx] = out
+    for item in pending:
+        start = time.perf_counter()
+        aligned = dict(item.aligned)
+        for idx, face in enumerate(item.faces):
+            item.owner._blend_face(item.work, face, aligned.get(idx), item.generated.get(idx))
+        item.timings["blend"] += (time.perf_counter() - start) * 1e3

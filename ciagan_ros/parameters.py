@@ -1,0 +1,209 @@
+"""The node's parameters, declared once: name, type, default, range or choices, description.
+
+The node declares them from this table (with descriptors), the launch files and
+``config/anonymizer.yaml`` list them, the tests check all of these agree, and
+``anonymizer_config`` maps them onto the core's ``AnonymizerConfig`` with the same validation
+the CLI uses. No ROS import here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ciagan_core.detection import DETECTORS, DetectorSettings
+from ciagan_core.detection.base import PRECISIONS
+from ciagan_core.engines import ENGINES
+from ciagan_core.errors import ConfigError
+from ciagan_core.identity import POLICIES, IdentityConfig
+from ciagan_core.landmarks import LANDMARKERS
+from ciagan_core.methods import METHODS, REGIONS, MethodSettings
+from ciagan_core.pipeline import AnonymizerConfig
+
+_CONFIG = AnonymizerConfig()
+_METHODS = MethodSettings()
+_DETECTION = DetectorSettings()
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter."""
+
+    name: str
+    default: bool | int | float | str | list
+    description: str
+    choices: tuple[str, ...] = ()
+    #: Inclusive (low, high) for numbers.
+    bounds: tuple[float, float] | None = None
+    #: Changing it at run time rebuilds the pipeline (detector, landmarker, engine).
+    rebuild: bool = False
+    #: Element type of a list parameter ("string" or "integer").
+    item: str = ""
+
+    @property
+    def kind(self) -> str:
+        """ROS parameter type: bool, integer, double, string, string_array, integer_array."""
+        if isinstance(self.default, list):
+            return f"{self.item}_array"
+        return {bool: "bool", int: "integer", float: "double", str: "string"}[type(self.default)]
+
+    def check(self, value: Any) -> None:
+        """ConfigError if ``value`` has the wrong type or is out of range."""
+        kind = self.kind
+        ok = {
+            "bool": isinstance(value, bool),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "double": isinstance(value, int | float) and not isinstance(value, bool),
+            "string": isinstance(value, str),
+            "string_array": isinstance(value, list | tuple)
+            and all(isinstance(v, str) for v in value),
+            "integer_array": isinstance(value, list | tuple)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+        }[kind]
+        if not ok:
+            raise ConfigError(f"parameter {self.name} must be of type {kind}, got {value!r}")
+        if self.choices and value not in self.choices:
+            raise ConfigError(
+                f"parameter {self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+            )
+        if self.bounds and not self.bounds[0] <= value <= self.bounds[1]:
+            low, high = self.bounds
+            raise ConfigError(f"parameter {self.name} must be in {low:g}..{high:g}, got {value}")
+
+
+PARAMETERS: tuple[Param, ...] = (
+    # -- topics and transport --
+    Param("input_topics", ["image"], "input image topics (relative names, one per camera); "
+          "outputs are published beside each: <topic>_anonymized", item="string"),
+    Param("input_transport", "raw", "raw (sensor_msgs/Image on <topic>) or compressed "
+          "(sensor_msgs/CompressedImage on <topic>/compressed)", choices=("raw", "compressed")),
+    Param("publish_compressed", False, "also publish <topic>_anonymized/compressed"),
+    Param("jpeg_quality", 90, "JPEG quality of compressed outputs", bounds=(1, 100)),
+    Param("publish_faces", False, "publish <topic>_faces (vision_msgs/Detection2DArray)"),
+    Param("pass_camera_info", False, "republish <camera>/camera_info beside the outputs"),
+    Param("qos_reliability", "best_effort", "subscription and publisher reliability "
+          "(sensor data QoS by default)", choices=("best_effort", "reliable")),
+    Param("qos_depth", 5, "history depth of subscriptions and publishers", bounds=(1, 1000)),
+    # -- fail closed --
+    Param("on_failure", "pixelate", "when a frame cannot be anonymized (pipeline error, no "
+          "engine yet, too late): publish it fully pixelated, or drop it",
+          choices=("pixelate", "drop")),
+    Param("max_latency_ms", 500.0, "a frame older than this when its result is ready is "
+          "published fully pixelated (or dropped)", bounds=(1.0, 60000.0)),
+    Param("autostart", True, "configure and activate the lifecycle node on start"),
+    # -- the pipeline (AnonymizerConfig) --
+    Param("method", _CONFIG.method, "anonymization method (ciagan needs model_path)",
+          choices=METHODS, rebuild=True),
+    Param("region", _CONFIG.region, "where blur/pixelate/solid go: the grown detection box or "
+          "the 68-landmark mask", choices=REGIONS, rebuild=True),
+    Param("fallback_method", _CONFIG.fallback_method, "method for faces without reliable "
+          "landmarks", choices=tuple(m for m in METHODS if m != "ciagan")),
+    Param("blur_kernel", _METHODS.blur_kernel, "blur strength: Gaussian kernel on the aligned "
+          "128 px face (odd; the paper's weak baselines are 9 and 17)", bounds=(3, 255)),
+    Param("pixelate_cells", _METHODS.pixelate_cells, "pixelate: cells across the region",
+          bounds=(2, 64)),
+    Param("identity_policy", "per_track", "which identity generated faces get",
+          choices=POLICIES),
+    Param("identity", 0, "the identity of policy 'fixed'", bounds=(0, 1_000_000)),
+    Param("identity_pool", [], "identities to draw from ([]: all)", item="integer"),
+    Param("identity_seed", 0, "seed of identity draws", bounds=(0, 2**31 - 1)),
+    Param("detector", _CONFIG.detector, "face detector", choices=tuple(sorted(DETECTORS)),
+          rebuild=True),
+    Param("detector_precision", _DETECTION.precision, "CenterFace precision",
+          choices=PRECISIONS, rebuild=True),
+    Param("threshold", -1.0, "detector score threshold in the backend's units (-1: the "
+          "backend's recall-oriented default)", bounds=(-1.0, 10.0), rebuild=True),
+    Param("min_face", _DETECTION.min_face_size, "smallest face side in pixels",
+          bounds=(0.0, 10000.0), rebuild=True),
+    Param("max_input_side", _DETECTION.max_input_side, "scale frames with a longer side down "
+          "for detection (0: full resolution)", bounds=(0, 16384), rebuild=True),
+    Param("landmarks", _CONFIG.landmarks, "68-point landmarker", choices=LANDMARKERS,
+          rebuild=True),
+    Param("landmark_weights", "", "local weights of the landmarker (face_alignment)",
+          rebuild=True),
+    Param("engine", _CONFIG.engine, "inference engine", choices=ENGINES, rebuild=True),
+    Param("model_path", "", "generator model file (.safetensors)", rebuild=True),
+    Param("engine_cache_dir", "", "where TensorRT engines and the int8 detector are cached "
+          "(empty: next to the model, and $CIAGAN_CACHE_DIR)", rebuild=True),
+    Param("device", _CONFIG.device, "cpu, cuda or cuda:N", rebuild=True),
+    Param("precision", _CONFIG.precision, "generator precision", choices=("fp32", "fp16"),
+          rebuild=True),
+    Param("max_batch", _CONFIG.max_batch, "faces per generator call, across cameras",
+          bounds=(1, 64), rebuild=True),
+    Param("hold_frames", 5, "frames a face the detector lost stays covered on its last box",
+          bounds=(0, 300)),
+)  # fmt: skip
+BY_NAME = {p.name: p for p in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter at its default."""
+    return {p.name: list(p.default) if isinstance(p.default, list) else p.default
+            for p in PARAMETERS}  # fmt: skip
+
+
+def check_values(values: Mapping[str, Any]) -> None:
+    """ConfigError for an unknown parameter, a wrong type or an out-of-range value."""
+    for name, value in values.items():
+        if name not in BY_NAME:
+            raise ConfigError(f"unknown parameter {name!r}")
+        BY_NAME[name].check(value)
+
+
+def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
+    """The ``AnonymizerConfig`` of a full or partial parameter set, validated like the CLI's
+    (no model is loaded here; a missing model file is reported when the pipeline is built)."""
+    check_values(values)
+    v = {**defaults(), **values}
+    config = AnonymizerConfig(
+        method=v["method"],
+        region=v["region"],
+        fallback_method=v["fallback_method"],
+        detector=v["detector"],
+        detector_settings=DetectorSettings(
+            score_threshold=None if v["threshold"] < 0 else float(v["threshold"]),
+            min_face_size=float(v["min_face"]),
+            max_input_side=int(v["max_input_side"]),
+            precision=v["detector_precision"],
+            cache_dir=v["engine_cache_dir"] or None,
+        ),
+        landmarks=v["landmarks"],
+        landmark_weights=v["landmark_weights"] or None,
+        model=v["model_path"] or None,
+        engine=v["engine"],
+        device=v["device"],
+        precision=v["precision"],
+        max_batch=int(v["max_batch"]),
+        identity=IdentityConfig.from_dict(
+            {
+                "policy": v["identity_policy"],
+                "identity": v["identity"],
+                "pool": list(v["identity_pool"]),
+                "seed": v["identity_seed"],
+            }
+        ),
+        methods=MethodSettings(blur_kernel=v["blur_kernel"], pixelate_cells=v["pixelate_cells"]),
+        hold_frames=int(v["hold_frames"]),
+    )
+    config.validate()
+    return config
+
+
+def load_parameters_yaml(path: str | Path, node: str = "anonymizer") -> dict[str, Any]:
+    """The ``ros__parameters`` of ``node`` (or of ``/**``) in a ROS 2 parameters file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    for key in (node, f"/{node}", "/**"):
+        section = data.get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            return dict(section["ros__parameters"])
+    raise ConfigError(f"{path}: no '{node}: ros__parameters:' section")

@@ -1,0 +1,161 @@
+"""The node's frame handler without ROS: fail closed, latest frame only, shared engine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import celeba_image, sample_rows
+
+from ciagan_core.detection import create_detector
+from ciagan_core.engines import create_engine
+from ciagan_core.pipeline import Anonymizer, AnonymizerConfig
+from ciagan_ros.frame_handler import FrameHandler, InFrame, OutFrame
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return create_detector("centerface")
+
+
+@pytest.fixture(scope="module")
+def photos(shared_dir, celeba_rows) -> list[np.ndarray]:
+    return [celeba_image(shared_dir, row) for row in sample_rows(celeba_rows, 4)]
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _handler(cameras, clock=None, **kwargs) -> tuple[FrameHandler, list[OutFrame]]:
+    published: list[OutFrame] = []
+    handler = FrameHandler(cameras, published.append, clock=clock or time.monotonic, **kwargs)
+    return handler, published
+
+
+def _is_pixelated_whole(image: np.ndarray, raw: np.ndarray) -> bool:
+    """Coarse blocks everywhere: few distinct colours, and far from the raw frame."""
+    distinct = len(np.unique(image.reshape(-1, image.shape[-1]), axis=0))
+    return distinct <= 64 and np.abs(image.astype(int) - raw.astype(int)).mean() > 5
+
+
+class _RaisingDetector:
+    name = "broken"
+
+    def detect(self, frame):
+        raise RuntimeError("detector crashed")
+
+
+def test_a_raising_pipeline_publishes_the_frame_pixelated_never_raw(photos):
+    handler, published = _handler(["cam"])
+    anonymizer = Anonymizer(AnonymizerConfig(), detector=_RaisingDetector())
+    handler.set_anonymizers({"cam": anonymizer})
+    header = object()
+    handler.submit(InFrame("cam", photos[0], header, time.monotonic()))
+    assert handler.process_pending() == 1
+    [out] = published
+    assert out.status == "error" and "detector crashed" in out.reason
+    assert out.header is header  # the header travels unchanged
+    assert out.image.shape == photos[0].shape and _is_pixelated_whole(out.image, photos[0])
+    assert handler.stats["cam"].failures == {"error": 1}
+
+
+def test_no_pipeline_yet_publishes_pixelated_frames(photos):
+    handler, published = _handler(["cam"])
+    handler.submit(InFrame("cam", photos[1], "h", time.monotonic()))
+    handler.process_pending()
+    assert published[0].status == "no pipeline"
+    assert _is_pixelated_whole(published[0].image, photos[1])
+
+
+def test_on_failure_drop_publishes_nothing(photos):
+    handler, published = _handler(["cam"], on_failure="drop")
+    handler.submit(InFrame("cam", photos[1], "h", time.monotonic()))
+    handler.process_pending()
+    assert published == [] and handler.stats["cam"].failures == {"no pipeline": 1}
+
+
+def test_a_frame_later_than_max_latency_is_pixelated(photos, detector):
+    clock = _Clock()
+    handler, published = _handler(["cam"], clock=clock, max_latency_ms=50)
+    anonymizer = Anonymizer(AnonymizerConfig(), detector=detector)
+    handler.set_anonymizers({"cam": anonymizer})
+    handler.submit(InFrame("cam", photos[2], "h", received=clock.now - 0.2))  # 200 ms old
+    handler.process_pending()
+    assert published[0].status == "late"
+    assert _is_pixelated_whole(published[0].image, photos[2])
+
+
+def test_a_timely_frame_is_anonymized_with_its_header(photos, detector):
+    handler, published = _handler(["cam"], max_latency_ms=60000)
+    handler.set_anonymizers({"cam": Anonymizer(AnonymizerConfig(), detector=detector)})
+    handler.submit(InFrame("cam", photos[2], {"stamp": 7}, time.monotonic(), context="msg"))
+    handler.process_pending()
+    [out] = published
+    assert out.status == "ok" and out.faces and out.header == {"stamp": 7}
+    assert out.context == "msg" and not _is_pixelated_whole(out.image, photos[2])
+    assert (out.image != photos[2]).any()
+
+
+def test_stale_frames_are_dropped_and_counted(photos, detector):
+    handler, published = _handler(["cam"], max_latency_ms=60000)
+    handler.set_anonymizers({"cam": Anonymizer(AnonymizerConfig(), detector=detector)})
+    for i in range(3):
+        handler.submit(InFrame("cam", photos[i], i, time.monotonic()))
+    handler.process_pending()
+    assert [o.header for o in published] == [2]  # only the newest
+    stats = handler.stats["cam"]
+    assert stats.received == 3 and stats.dropped_stale == 2 and stats.published == 1
+
+
+class _CountingEngine:
+    def __init__(self, inner):
+        self.inner = inner
+        self.name, self.max_batch = inner.name, inner.max_batch
+        self.num_identities = inner.num_identities
+        self.batches: list[int] = []
+
+    def run(self, inputs, identities):
+        self.batches.append(len(inputs))
+        return self.inner.run(inputs, identities)
+
+
+def test_two_cameras_share_one_engine_call(photos, detector, model_file):
+    engine = _CountingEngine(create_engine("onnxruntime", str(model_file)))
+    config = AnonymizerConfig(method="ciagan", model=str(model_file))
+    anonymizers = {cam: Anonymizer(config, detector=detector, engine=engine) for cam in "ab"}
+    handler, published = _handler(["a", "b"], max_latency_ms=60000)
+    handler.set_anonymizers(anonymizers)
+    handler.submit(InFrame("a", photos[0], "ha", time.monotonic()))
+    handler.submit(InFrame("b", photos[3], "hb", time.monotonic()))
+    assert handler.process_pending() == 2
+    generated = [o for o in published if any(f.method == "ciagan" for f in o.faces)]
+    assert {o.header for o in generated} == {"ha", "hb"}
+    assert len(engine.batches) == 1 and engine.batches[0] >= 2
+
+
+def test_the_worker_thread_publishes_without_blocking_the_caller(photos, detector):
+    done = threading.Event()
+    published: list[OutFrame] = []
+
+    def publish(out):
+        published.append(out)
+        done.set()
+
+    handler = FrameHandler(["cam"], publish, max_latency_ms=60000)
+    handler.set_anonymizers({"cam": Anonymizer(AnonymizerConfig(), detector=detector)})
+    handler.start()
+    try:
+        start = time.perf_counter()
+        handler.submit(InFrame("cam", photos[0], "h", time.monotonic()))
+        assert time.perf_counter() - start < 0.05  # submit only fills the slot
+        assert done.wait(30)
+    finally:
+        handler.stop()
+    assert published[0].status == "ok"
