@@ -61,5 +61,11 @@ setup(
     maintainer="ciagan_ros developers",
     maintainer_email="ciagan-ros@users.noreply.github.com",
     tests_require=["pytest"],
-    entry_points={"console_scripts": ["ciagan = ciagan_core.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "ciagan = ciagan_core.cli:main",
+            # ROS 2 only (rclpy): `ros2 run ciagan_ros anonymizer_node`.
+            "anonymizer_node = ciagan_ros.node:main",
+        ]
+    },
 )

@@ -62,9 +62,14 @@ def run(faces, probes, methods, base, settings) -> dict:
         bar = tqdm(total=total, desc=name, unit="face")
 
     report = evaluate(
-        faces, probes, [MethodVariant.parse(m) for m in methods], base, settings,
-        lambda n: bar.update(n), on_stage,
-    )  # fmt: skip
+        faces,
+        probes,
+        [MethodVariant.parse(m) for m in methods],
+        base,
+        settings,
+        lambda n: bar.update(n),
+        on_stage,
+    )
     bar.close()
     return report
 
@@ -94,12 +99,16 @@ def main() -> int:
         "machine": f"{platform.platform()}, {platform.processor() or platform.machine()}",
         "split": "holdout",
         "seed": args.seed,
-        "defaults": {"method": base.method, "blur_kernel": base.methods.blur_kernel,
-                     "pixelate_cells": base.methods.pixelate_cells, "region": base.region},
+        "defaults": {
+            "method": base.method,
+            "blur_kernel": base.methods.blur_kernel,
+            "pixelate_cells": base.methods.pixelate_cells,
+            "region": base.region,
+        },
         "native": native,
         "face_sizes": sizes,
         "wall_s": round(time.perf_counter() - start, 1),
-    }  # fmt: skip
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "privacy_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     text = [

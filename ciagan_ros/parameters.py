@@ -75,73 +75,170 @@ class Param:
 
 PARAMETERS: tuple[Param, ...] = (
     # -- topics and transport --
-    Param("input_topics", ["image"], "input image topics (relative names, one per camera); "
-          "outputs are published beside each: <topic>_anonymized", item="string"),
-    Param("input_transport", "raw", "raw (sensor_msgs/Image on <topic>) or compressed "
-          "(sensor_msgs/CompressedImage on <topic>/compressed)", choices=("raw", "compressed")),
+    Param(
+        "input_topics",
+        ["image"],
+        "input image topics (relative names, one per camera); "
+        "outputs are published beside each: <topic>_anonymized",
+        item="string",
+    ),
+    Param(
+        "input_transport",
+        "raw",
+        "raw (sensor_msgs/Image on <topic>) or compressed "
+        "(sensor_msgs/CompressedImage on <topic>/compressed)",
+        choices=("raw", "compressed"),
+    ),
     Param("publish_compressed", False, "also publish <topic>_anonymized/compressed"),
     Param("jpeg_quality", 90, "JPEG quality of compressed outputs", bounds=(1, 100)),
     Param("publish_faces", False, "publish <topic>_faces (vision_msgs/Detection2DArray)"),
     Param("pass_camera_info", False, "republish <camera>/camera_info beside the outputs"),
-    Param("qos_reliability", "best_effort", "subscription and publisher reliability "
-          "(sensor data QoS by default)", choices=("best_effort", "reliable")),
+    Param(
+        "qos_reliability",
+        "best_effort",
+        "subscription and publisher reliability (sensor data QoS by default)",
+        choices=("best_effort", "reliable"),
+    ),
     Param("qos_depth", 5, "history depth of subscriptions and publishers", bounds=(1, 1000)),
     # -- fail closed --
-    Param("on_failure", "pixelate", "when a frame cannot be anonymized (pipeline error, no "
-          "engine yet, too late): publish it fully pixelated, or drop it",
-          choices=("pixelate", "drop")),
-    Param("max_latency_ms", 500.0, "a frame older than this when its result is ready is "
-          "published fully pixelated (or dropped)", bounds=(1.0, 60000.0)),
+    Param(
+        "on_failure",
+        "pixelate",
+        "when a frame cannot be anonymized (pipeline error, no "
+        "engine yet, too late): publish it fully pixelated, or drop it",
+        choices=("pixelate", "drop"),
+    ),
+    Param(
+        "max_latency_ms",
+        500.0,
+        "a frame older than this when its result is ready is "
+        "published fully pixelated (or dropped)",
+        bounds=(1.0, 60000.0),
+    ),
     Param("autostart", True, "configure and activate the lifecycle node on start"),
     # -- the pipeline (AnonymizerConfig) --
-    Param("method", _CONFIG.method, "anonymization method (ciagan needs model_path)",
-          choices=METHODS, rebuild=True),
-    Param("region", _CONFIG.region, "where blur/pixelate/solid go: the grown detection box or "
-          "the 68-landmark mask", choices=REGIONS, rebuild=True),
-    Param("fallback_method", _CONFIG.fallback_method, "method for faces without reliable "
-          "landmarks", choices=tuple(m for m in METHODS if m != "ciagan")),
-    Param("blur_kernel", _METHODS.blur_kernel, "blur strength: Gaussian kernel on the aligned "
-          "128 px face (odd; the paper's weak baselines are 9 and 17)", bounds=(3, 255)),
-    Param("pixelate_cells", _METHODS.pixelate_cells, "pixelate: cells across the region",
-          bounds=(2, 64)),
-    Param("identity_policy", "per_track", "which identity generated faces get",
-          choices=POLICIES),
+    Param(
+        "method",
+        _CONFIG.method,
+        "anonymization method (ciagan needs model_path)",
+        choices=METHODS,
+        rebuild=True,
+    ),
+    Param(
+        "region",
+        _CONFIG.region,
+        "where blur/pixelate/solid go: the grown detection box or the 68-landmark mask",
+        choices=REGIONS,
+        rebuild=True,
+    ),
+    Param(
+        "fallback_method",
+        _CONFIG.fallback_method,
+        "method for faces without reliable landmarks",
+        choices=tuple(m for m in METHODS if m != "ciagan"),
+    ),
+    Param(
+        "blur_kernel",
+        _METHODS.blur_kernel,
+        "blur strength: Gaussian kernel on the aligned "
+        "128 px face (odd; the paper's weak baselines are 9 and 17)",
+        bounds=(3, 255),
+    ),
+    Param(
+        "pixelate_cells",
+        _METHODS.pixelate_cells,
+        "pixelate: cells across the region",
+        bounds=(2, 64),
+    ),
+    Param("identity_policy", "per_track", "which identity generated faces get", choices=POLICIES),
     Param("identity", 0, "the identity of policy 'fixed'", bounds=(0, 1_000_000)),
-    Param("identity_pool", [], "identities to draw from ([]: all)", item="integer"),
+    Param(
+        "identity_pool",
+        "",
+        "identities to draw from, comma-separated, e.g. '3,17,42' (empty: all)",
+    ),
     Param("identity_seed", 0, "seed of identity draws", bounds=(0, 2**31 - 1)),
-    Param("detector", _CONFIG.detector, "face detector", choices=tuple(sorted(DETECTORS)),
-          rebuild=True),
-    Param("detector_precision", _DETECTION.precision, "CenterFace precision",
-          choices=PRECISIONS, rebuild=True),
-    Param("threshold", -1.0, "detector score threshold in the backend's units (-1: the "
-          "backend's recall-oriented default)", bounds=(-1.0, 10.0), rebuild=True),
-    Param("min_face", _DETECTION.min_face_size, "smallest face side in pixels",
-          bounds=(0.0, 10000.0), rebuild=True),
-    Param("max_input_side", _DETECTION.max_input_side, "scale frames with a longer side down "
-          "for detection (0: full resolution)", bounds=(0, 16384), rebuild=True),
-    Param("landmarks", _CONFIG.landmarks, "68-point landmarker", choices=LANDMARKERS,
-          rebuild=True),
-    Param("landmark_weights", "", "local weights of the landmarker (face_alignment)",
-          rebuild=True),
+    Param(
+        "detector",
+        _CONFIG.detector,
+        "face detector",
+        choices=tuple(sorted(DETECTORS)),
+        rebuild=True,
+    ),
+    Param(
+        "detector_precision",
+        _DETECTION.precision,
+        "CenterFace precision",
+        choices=PRECISIONS,
+        rebuild=True,
+    ),
+    Param(
+        "threshold",
+        -1.0,
+        "detector score threshold in the backend's units (-1: the "
+        "backend's recall-oriented default)",
+        bounds=(-1.0, 10.0),
+        rebuild=True,
+    ),
+    Param(
+        "min_face",
+        _DETECTION.min_face_size,
+        "smallest face side in pixels",
+        bounds=(0.0, 10000.0),
+        rebuild=True,
+    ),
+    Param(
+        "max_input_side",
+        _DETECTION.max_input_side,
+        "scale frames with a longer side down for detection (0: full resolution)",
+        bounds=(0, 16384),
+        rebuild=True,
+    ),
+    Param(
+        "landmarks", _CONFIG.landmarks, "68-point landmarker", choices=LANDMARKERS, rebuild=True
+    ),
+    Param(
+        "landmark_weights", "", "local weights of the landmarker (face_alignment)", rebuild=True
+    ),
     Param("engine", _CONFIG.engine, "inference engine", choices=ENGINES, rebuild=True),
     Param("model_path", "", "generator model file (.safetensors)", rebuild=True),
-    Param("engine_cache_dir", "", "where TensorRT engines and the int8 detector are cached "
-          "(empty: next to the model, and $CIAGAN_CACHE_DIR)", rebuild=True),
+    Param(
+        "engine_cache_dir",
+        "",
+        "where TensorRT engines and the int8 detector are cached "
+        "(empty: next to the model, and $CIAGAN_CACHE_DIR)",
+        rebuild=True,
+    ),
     Param("device", _CONFIG.device, "cpu, cuda or cuda:N", rebuild=True),
-    Param("precision", _CONFIG.precision, "generator precision", choices=("fp32", "fp16"),
-          rebuild=True),
-    Param("max_batch", _CONFIG.max_batch, "faces per generator call, across cameras",
-          bounds=(1, 64), rebuild=True),
-    Param("hold_frames", 5, "frames a face the detector lost stays covered on its last box",
-          bounds=(0, 300)),
-)  # fmt: skip
+    Param(
+        "precision",
+        _CONFIG.precision,
+        "generator precision",
+        choices=("fp32", "fp16"),
+        rebuild=True,
+    ),
+    Param(
+        "max_batch",
+        _CONFIG.max_batch,
+        "faces per generator call, across cameras",
+        bounds=(1, 64),
+        rebuild=True,
+    ),
+    Param(
+        "hold_frames",
+        5,
+        "frames a face the detector lost stays covered on its last box",
+        bounds=(0, 300),
+    ),
+)
 BY_NAME = {p.name: p for p in PARAMETERS}
 
 
 def defaults() -> dict[str, Any]:
     """Every parameter at its default."""
-    return {p.name: list(p.default) if isinstance(p.default, list) else p.default
-            for p in PARAMETERS}  # fmt: skip
+    return {
+        p.name: list(p.default) if isinstance(p.default, list) else p.default for p in PARAMETERS
+    }
 
 
 def check_values(values: Mapping[str, Any]) -> None:
@@ -150,6 +247,15 @@ def check_values(values: Mapping[str, Any]) -> None:
         if name not in BY_NAME:
             raise ConfigError(f"unknown parameter {name!r}")
         BY_NAME[name].check(value)
+
+
+def _identity_pool(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.replace(" ", "").split(",") if item]
+    except ValueError:
+        raise ConfigError(
+            f"identity_pool must be comma-separated integers, got {text!r}"
+        ) from None
 
 
 def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
@@ -180,7 +286,7 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
             {
                 "policy": v["identity_policy"],
                 "identity": v["identity"],
-                "pool": list(v["identity_pool"]),
+                "pool": _identity_pool(v["identity_pool"]),
                 "seed": v["identity_seed"],
             }
         ),
@@ -207,3 +313,26 @@ def load_parameters_yaml(path: str | Path, node: str = "anonymizer") -> dict[str
         if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
             return dict(section["ros__parameters"])
     raise ConfigError(f"{path}: no '{node}: ros__parameters:' section")
+
+
+def render_parameters_yaml(node: str = "anonymizer") -> str:
+    """``config/anonymizer.yaml``: every parameter at its default, with its description."""
+    import json
+
+    lines = [
+        "# Parameters of the ciagan_ros anonymizer node, at their defaults.",
+        "# Generated from ciagan_ros/parameters.py (tests check the two agree).",
+        f"{node}:",
+        "  ros__parameters:",
+    ]
+    for param in PARAMETERS:
+        note = param.description
+        if param.choices:
+            note += f" [{' | '.join(param.choices)}]"
+        if param.bounds:
+            note += f" [{param.bounds[0]:g}..{param.bounds[1]:g}]"
+        if param.rebuild:
+            note += " (changing it rebuilds the pipeline)"
+        lines.append(f"    # {note}")
+        lines.append(f"    {param.name}: {json.dumps(param.default)}")
+    return "\n".join(lines) + "\n"

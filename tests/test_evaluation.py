@@ -58,9 +58,20 @@ def test_the_default_output_leaves_at_most_5_percent_identified(holdout):
 def test_eval_writes_the_table_and_json_with_fid(faces_csv, tmp_path, capsys):
     out = tmp_path / "report"
     args = [
-        "eval", str(faces_csv), "-o", str(out), "--identities", "4", "--photos-per-identity",
-        "3", "--method", "none", "--method", "pixelate:cells=16", "--no-progress",
-    ]  # fmt: skip
+        "eval",
+        str(faces_csv),
+        "-o",
+        str(out),
+        "--identities",
+        "4",
+        "--photos-per-identity",
+        "3",
+        "--method",
+        "none",
+        "--method",
+        "pixelate:cells=16",
+        "--no-progress",
+    ]
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["complete"] is True and report["probes"] == 12 and report["identities"] == 4

@@ -71,8 +71,20 @@ def _pack(photo: np.ndarray, encoding: str, pad: int, bigendian: bool = False) -
     return _over_the_wire(msg, Image.__msgtype__)
 
 
-ENCODINGS = ["bgr8", "8UC3", "rgb8", "bgra8", "rgba8", "mono8", "mono16", "16UC1", "yuv422",
-             "uyvy", "yuv422_yuy2", "yuyv"]  # fmt: skip
+ENCODINGS = [
+    "bgr8",
+    "8UC3",
+    "rgb8",
+    "bgra8",
+    "rgba8",
+    "mono8",
+    "mono16",
+    "16UC1",
+    "yuv422",
+    "uyvy",
+    "yuv422_yuy2",
+    "yuyv",
+]
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
@@ -111,9 +123,16 @@ def test_changed_pixels_are_written_and_the_rest_keep_their_bytes(photo, encodin
     changed[10:40, 20:60] = 0
     data = frame_to_image_data(changed, msg, original=frame)
     back = image_to_frame(
-        Image(header=msg.header, height=msg.height, width=msg.width, encoding=msg.encoding,
-              is_bigendian=msg.is_bigendian, step=msg.step, data=data)
-    )  # fmt: skip
+        Image(
+            header=msg.header,
+            height=msg.height,
+            width=msg.width,
+            encoding=msg.encoding,
+            is_bigendian=msg.is_bigendian,
+            step=msg.step,
+            data=data,
+        )
+    )
     assert np.abs(back[10:40, 20:60].astype(int)).max() <= 2  # black, up to chroma rounding
     rows = data.reshape(msg.height, msg.step)
     before = np.asarray(msg.data).reshape(msg.height, msg.step)
@@ -124,26 +143,45 @@ def test_changed_pixels_are_written_and_the_rest_keep_their_bytes(photo, encodin
 @pytest.mark.parametrize("encoding", ["bayer_rggb8", "32FC1", "16UC3", "64FC1", "nv12", "unknown"])
 def test_unsupported_encodings_name_themselves(photo, encoding):
     msg = _pack(photo, "bgr8", 0)
-    msg = Image(header=msg.header, height=msg.height, width=msg.width, encoding=encoding,
-                is_bigendian=0, step=msg.step, data=msg.data)  # fmt: skip
+    msg = Image(
+        header=msg.header,
+        height=msg.height,
+        width=msg.width,
+        encoding=encoding,
+        is_bigendian=0,
+        step=msg.step,
+        data=msg.data,
+    )
     with pytest.raises(UnsupportedEncodingError, match=f"unsupported image encoding '{encoding}'"):
         image_to_frame(msg)
 
 
 def test_a_truncated_image_is_a_clear_error(photo):
     msg = _pack(photo, "bgr8", 4)
-    short = Image(header=msg.header, height=msg.height, width=msg.width, encoding="bgr8",
-                  is_bigendian=0, step=msg.step, data=np.asarray(msg.data)[:-500])  # fmt: skip
+    short = Image(
+        header=msg.header,
+        height=msg.height,
+        width=msg.width,
+        encoding="bgr8",
+        is_bigendian=0,
+        step=msg.step,
+        data=np.asarray(msg.data)[:-500],
+    )
     with pytest.raises(InputError, match="truncated"):
         image_to_frame(short)
 
 
 @pytest.mark.parametrize(
     ("format_string", "suffix"),
-    [("jpeg", ".jpg"), ("png", ".png"), ("bgr8; jpeg compressed bgr8", ".jpg"),
-     ("rgb8; jpeg compressed bgr8", ".jpg"), ("mono8; png compressed mono8", ".png"),
-     ("mono16; png compressed mono16", ".png")],
-)  # fmt: skip
+    [
+        ("jpeg", ".jpg"),
+        ("png", ".png"),
+        ("bgr8; jpeg compressed bgr8", ".jpg"),
+        ("rgb8; jpeg compressed bgr8", ".jpg"),
+        ("mono8; png compressed mono8", ".png"),
+        ("mono16; png compressed mono16", ".png"),
+    ],
+)
 def test_compressed_images_decode_and_re_encode_in_their_format(photo, format_string, suffix):
     image = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY) if "mono" in format_string else photo
     if "mono16" in format_string:
