@@ -54,6 +54,28 @@ class IdentityConfig:
         return config
 
     @classmethod
+    def from_spec(cls, spec: str, seed: int = 0) -> IdentityConfig:
+        """``per_track``, ``random``, ``fixed:ID``, ``pool:ID,ID``, a bare ID, or a YAML path:
+        the one spelling of the CLI, the node's ``camera_identities`` and the bag tool."""
+        spec = spec.strip()
+        if spec.endswith((".yaml", ".yml")):
+            return cls.from_yaml(spec)
+        name, _, arg = spec.partition(":")
+        if name.isdigit():
+            name, arg = "fixed", name
+        try:
+            ids = [int(x) for x in arg.split(",") if x.strip()]
+        except ValueError:
+            raise ConfigError(f"bad identity {spec!r}: identities are integers") from None
+        if name == "fixed":
+            if len(ids) != 1:
+                raise ConfigError(f"bad identity {spec!r}: 'fixed' takes one identity")
+            return cls(policy="fixed", identity=ids[0], seed=seed)
+        if name == "pool":
+            return cls.from_dict({"policy": "pool", "pool": ids, "seed": seed})
+        return cls.from_dict({"policy": name, "seed": seed})
+
+    @classmethod
     def from_yaml(cls, path: str | Path) -> IdentityConfig:
         import yaml
 
@@ -65,7 +87,7 @@ class IdentityConfig:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(_node_identity(data) or data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
@@ -87,6 +109,28 @@ class IdentityConfig:
                     f"{model_name} has {num_identities} identities but the identity settings "
                     f"select id {i} (valid: 0..{num_identities - 1})"
                 )
+
+
+def _node_identity(data: Any) -> dict[str, Any] | None:
+    """The node-wide identity settings of a ROS 2 parameters file (``NODE: ros__parameters:``
+    with ``identity_policy``, ``identity``, ``identity_pool``, ``identity_seed``), else None."""
+    if not isinstance(data, Mapping):
+        return None
+    for section in data.values():
+        params = section.get("ros__parameters") if isinstance(section, Mapping) else None
+        if isinstance(params, Mapping):
+            pool = str(params.get("identity_pool", "") or "")
+            try:
+                ids = [int(x) for x in pool.split(",") if x.strip()]
+            except ValueError:
+                raise ConfigError(f"identity_pool must be integers, got {pool!r}") from None
+            return {
+                "policy": params.get("identity_policy", "per_track"),
+                "identity": params.get("identity", 0),
+                "pool": ids,
+                "seed": params.get("identity_seed", 0),
+            }
+    return None
 
 
 class IdentitySelector:

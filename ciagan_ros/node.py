@@ -43,7 +43,7 @@ from ciagan_ros.image_codec import (
     frame_to_image_data,
     image_to_frame,
 )
-from ciagan_ros.parameters import PARAMETERS, anonymizer_config, check_values
+from ciagan_ros.parameters import PARAMETERS, anonymizer_configs, check_values
 
 _TYPES = {
     "bool": Parameter.Type.BOOL,
@@ -106,7 +106,7 @@ class AnonymizerNode(Node):
         changes = {p.name: p.value for p in params}
         try:
             check_values(changes)
-            anonymizer_config({**self._values(), **changes})
+            anonymizer_configs({**self._values(), **changes})
         except CiaganError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         if self._handler is not None:
@@ -124,22 +124,25 @@ class AnonymizerNode(Node):
             self._build_pipeline()
 
     def _build_pipeline(self) -> bool:
-        """Build one anonymizer per camera sharing detector and engine. While building, and if
-        building fails, frames are pixelated whole (the handler has no pipeline)."""
+        """Build one anonymizer per camera sharing detector and engine, then swap it in; the
+        previous pipeline serves meanwhile. If building fails, frames are pixelated whole (the
+        handler has no pipeline) until a good setting is given."""
         values = self._values()
-        self._handler.set_anonymizers(None)
         try:
-            config = anonymizer_config(values)
-            first = Anonymizer(config)
-            anonymizers = {values["input_topics"][0]: first}
-            for camera in values["input_topics"][1:]:
+            configs = anonymizer_configs(values)
+            cameras = list(configs)
+            first = Anonymizer(configs[cameras[0]])
+            anonymizers = {cameras[0]: first}
+            for camera in cameras[1:]:  # one detector, landmarker and engine for all
                 anonymizers[camera] = Anonymizer(
-                    config,
+                    configs[camera],
                     detector=first.detector,
                     landmarker=first.landmarker,
                     engine=first.engine,
                 )
+            config = configs[cameras[0]]
         except Exception as exc:
+            self._handler.set_anonymizers(None)
             self.get_logger().error(f"cannot build the anonymization pipeline: {exc}")
             return False
         self._handler.set_anonymizers(anonymizers)

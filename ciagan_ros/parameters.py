@@ -9,7 +9,7 @@ the CLI uses. No ROS import here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,13 @@ PARAMETERS: tuple[Param, ...] = (
     ),
     Param("identity_seed", 0, "seed of identity draws", bounds=(0, 2**31 - 1)),
     Param(
+        "camera_identities",
+        "",
+        "per-camera identity policies that override the above, "
+        "'TOPIC=SPEC; TOPIC=SPEC' with SPEC per_track, random, fixed:ID or pool:ID,ID "
+        "(config/identities.yaml)",
+    ),
+    Param(
         "detector",
         _CONFIG.detector,
         "face detector",
@@ -256,6 +263,32 @@ def _identity_pool(text: str) -> list[int]:
         raise ConfigError(
             f"identity_pool must be comma-separated integers, got {text!r}"
         ) from None
+
+
+def camera_identities(values: Mapping[str, Any]) -> dict[str, IdentityConfig]:
+    """The ``camera_identities`` overrides, by camera topic."""
+    v = {**defaults(), **values}
+    found = {}
+    for item in filter(None, (part.strip() for part in v["camera_identities"].split(";"))):
+        topic, eq, spec = item.partition("=")
+        if not eq or not topic.strip() or spec.strip().endswith((".yaml", ".yml")):
+            raise ConfigError(f"camera_identities entries are TOPIC=SPEC, got {item!r}")
+        found[topic.strip()] = IdentityConfig.from_spec(spec, int(v["identity_seed"]))
+    unknown = set(found) - set(v["input_topics"])
+    if unknown:
+        raise ConfigError(f"camera_identities names topics not in input_topics: {sorted(unknown)}")
+    return found
+
+
+def anonymizer_configs(values: Mapping[str, Any]) -> dict[str, AnonymizerConfig]:
+    """One validated ``AnonymizerConfig`` per camera (they differ only in identity policy)."""
+    config = anonymizer_config(values)
+    overrides = camera_identities(values)
+    configs = {}
+    for camera in {**defaults(), **values}["input_topics"]:
+        configs[camera] = replace(config, identity=overrides.get(camera, config.identity))
+        configs[camera].validate()
+    return configs
 
 
 def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:

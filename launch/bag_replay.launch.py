@@ -18,9 +18,7 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("bag", description="the rosbag2 folder to play"),
             DeclareLaunchArgument("output", description="the rosbag2 folder to record"),
-            DeclareLaunchArgument(
-                "input_topic", default_value="image", description="image topic"
-            ),
+            DeclareLaunchArgument("input_topic", default_value="image", description="image topic"),
             DeclareLaunchArgument(
                 "params_file",
                 default_value=str(share / "config" / "anonymizer.yaml"),

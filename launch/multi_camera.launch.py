@@ -21,6 +21,7 @@ def _node(context: LaunchContext) -> list[Node]:
             output="screen",
             parameters=[
                 LaunchConfiguration("params_file"),
+                LaunchConfiguration("identities_file"),
                 {
                     "input_topics": cameras,
                     "input_transport": LaunchConfiguration("transport"),
@@ -50,6 +51,11 @@ def generate_launch_description() -> LaunchDescription:
                 "params_file",
                 default_value=str(share / "config" / "anonymizer.yaml"),
                 description="parameters file",
+            ),
+            DeclareLaunchArgument(
+                "identities_file",
+                default_value=str(share / "config" / "identities.yaml"),
+                description="identity policies per camera (config/identities.yaml)",
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="generator model file"

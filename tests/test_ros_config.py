@@ -30,7 +30,7 @@ LAUNCH_TO_PARAMETER = {
     "device": "device",
 }
 #: Launch arguments that set no parameter.
-LAUNCH_ONLY = {"namespace", "params_file", "bag", "output"}
+LAUNCH_ONLY = {"namespace", "params_file", "identities_file", "bag", "output"}
 
 
 def test_the_parameters_file_is_the_table_at_its_defaults():
@@ -123,3 +123,39 @@ def test_package_xml_lists_every_ros_package_the_node_and_launch_files_import():
     ours = {"ciagan_core", "ciagan_ros", "pathlib", "time", "typing", "__future__"}
     assert imported - ours - {"launch", "launch_ros"} <= declared, imported - declared
     assert {"launch", "launch_ros"} <= declared
+
+
+def test_the_identities_file_gives_each_camera_its_policy():
+    from ciagan_ros.parameters import anonymizer_configs
+
+    values = load_parameters_yaml(ROOT / "config" / "identities.yaml")
+    values["input_topics"] = ["front/image_raw", "rear/image_raw", "left/image_raw"]
+    configs = anonymizer_configs(values)
+    assert configs["front/image_raw"].identity.policy == "fixed"
+    assert configs["front/image_raw"].identity.identity == 7
+    assert configs["rear/image_raw"].identity.pool == (100, 200, 300)
+    assert configs["left/image_raw"].identity.policy == "per_track"
+
+
+def test_the_cli_reads_the_same_identities_file():
+    from ciagan_core.identity import IdentityConfig
+
+    config = IdentityConfig.from_spec(str(ROOT / "config" / "identities.yaml"))
+    assert config.policy == "per_track" and config.seed == 0
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ("front/image_raw:fixed:7", "TOPIC=SPEC"),
+        ("side/image=fixed:7", "not in input_topics"),
+        ("front/image_raw=pool:", "non-empty pool"),
+        ("front/image_raw=fixed:x", "identities are integers"),
+    ],
+)
+def test_bad_camera_identities_are_rejected(entries, message):
+    from ciagan_ros.parameters import anonymizer_configs
+
+    values = {"input_topics": ["front/image_raw"], "camera_identities": entries}
+    with pytest.raises(ConfigError, match=message):
+        anonymizer_configs(values)

@@ -9,7 +9,6 @@ from pathlib import Path
 from ciagan_core.detection import DETECTORS, DetectorSettings
 from ciagan_core.detection.base import PRECISIONS
 from ciagan_core.engines import ENGINES
-from ciagan_core.errors import ConfigError
 from ciagan_core.identity import POLICIES, IdentityConfig
 from ciagan_core.landmarks import LANDMARKERS
 from ciagan_core.methods import METHODS, REGIONS, MethodSettings
@@ -110,25 +109,6 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, method: bool = True) -
     )
 
 
-def parse_identity(spec: str, seed: int) -> IdentityConfig:
-    """``per_track``, ``random``, ``fixed:ID``, ``pool:ID,ID``, a bare ID, or a YAML path."""
-    if spec.endswith((".yaml", ".yml")):
-        return IdentityConfig.from_yaml(spec)
-    name, _, arg = spec.partition(":")
-    try:
-        if name.isdigit():
-            return IdentityConfig(policy="fixed", identity=int(name), seed=seed)
-        if name == "fixed":
-            return IdentityConfig(policy="fixed", identity=int(arg), seed=seed)
-        if name == "pool":
-            return IdentityConfig.from_dict(
-                {"policy": "pool", "pool": [int(x) for x in arg.split(",") if x], "seed": seed}
-            )
-    except ValueError:
-        raise ConfigError(f"bad identity {spec!r}: identities are integers") from None
-    return IdentityConfig.from_dict({"policy": name, "seed": seed})
-
-
 def pipeline_config(args: argparse.Namespace) -> AnonymizerConfig:
     """The ``AnonymizerConfig`` the options describe (not yet validated)."""
     return AnonymizerConfig(
@@ -147,6 +127,6 @@ def pipeline_config(args: argparse.Namespace) -> AnonymizerConfig:
         model=str(args.model) if args.model else None,
         engine=args.engine,
         device=args.device,
-        identity=parse_identity(args.identity, args.seed),
+        identity=IdentityConfig.from_spec(args.identity, args.seed),
         methods=MethodSettings(blur_kernel=args.blur_kernel, pixelate_cells=args.pixelate_cells),
     )
