@@ -77,17 +77,12 @@ class IdentityConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> IdentityConfig:
-        import yaml
-
-        path = Path(path)
+        """``config/identity.yaml``, or the node-wide policy of a ROS 2 parameters file such
+        as ``config/identities.yaml``."""
+        data = read_yaml(path, "identity settings")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read identity settings ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        try:
-            return cls.from_dict(_node_identity(data) or data)
+            params = _ros_parameters(data)
+            return identity_from_parameters(params) if params is not None else cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
@@ -111,26 +106,48 @@ class IdentityConfig:
                 )
 
 
-def _node_identity(data: Any) -> dict[str, Any] | None:
-    """The node-wide identity settings of a ROS 2 parameters file (``NODE: ros__parameters:``
-    with ``identity_policy``, ``identity``, ``identity_pool``, ``identity_seed``), else None."""
+def identity_from_parameters(params: Mapping[str, Any]) -> IdentityConfig:
+    """The node-wide identity settings among a node's parameters (``identity_policy``,
+    ``identity``, ``identity_pool`` as "ID,ID,...", ``identity_seed``)."""
+    pool = str(params.get("identity_pool", "") or "")
+    try:
+        ids = [int(x) for x in pool.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"identity_pool must be comma-separated integers, got {pool!r}"
+        ) from None
+    return IdentityConfig.from_dict(
+        {
+            "policy": params.get("identity_policy", "per_track"),
+            "identity": params.get("identity", 0),
+            "pool": ids,
+            "seed": params.get("identity_seed", 0),
+        }
+    )
+
+
+def _ros_parameters(data: Any) -> Mapping[str, Any] | None:
+    """The first ``NODE: ros__parameters:`` section of a ROS 2 parameters file, else None."""
     if not isinstance(data, Mapping):
         return None
     for section in data.values():
         params = section.get("ros__parameters") if isinstance(section, Mapping) else None
         if isinstance(params, Mapping):
-            pool = str(params.get("identity_pool", "") or "")
-            try:
-                ids = [int(x) for x in pool.split(",") if x.strip()]
-            except ValueError:
-                raise ConfigError(f"identity_pool must be integers, got {pool!r}") from None
-            return {
-                "policy": params.get("identity_policy", "per_track"),
-                "identity": params.get("identity", 0),
-                "pool": ids,
-                "seed": params.get("identity_seed", 0),
-            }
+            return params
     return None
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A YAML file's content; ConfigError names the file and ``what`` it should hold."""
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
 
 
 class IdentitySelector:

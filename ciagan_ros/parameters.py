@@ -17,7 +17,7 @@ from ciagan_core.detection import DETECTORS, DetectorSettings
 from ciagan_core.detection.base import PRECISIONS
 from ciagan_core.engines import ENGINES
 from ciagan_core.errors import ConfigError
-from ciagan_core.identity import POLICIES, IdentityConfig
+from ciagan_core.identity import POLICIES, IdentityConfig, identity_from_parameters, read_yaml
 from ciagan_core.landmarks import LANDMARKERS
 from ciagan_core.methods import METHODS, REGIONS, MethodSettings
 from ciagan_core.pipeline import AnonymizerConfig
@@ -256,15 +256,6 @@ def check_values(values: Mapping[str, Any]) -> None:
         BY_NAME[name].check(value)
 
 
-def _identity_pool(text: str) -> list[int]:
-    try:
-        return [int(item) for item in text.replace(" ", "").split(",") if item]
-    except ValueError:
-        raise ConfigError(
-            f"identity_pool must be comma-separated integers, got {text!r}"
-        ) from None
-
-
 def camera_identities(values: Mapping[str, Any]) -> dict[str, IdentityConfig]:
     """The ``camera_identities`` overrides, by camera topic."""
     v = {**defaults(), **values}
@@ -315,14 +306,7 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
         device=v["device"],
         precision=v["precision"],
         max_batch=int(v["max_batch"]),
-        identity=IdentityConfig.from_dict(
-            {
-                "policy": v["identity_policy"],
-                "identity": v["identity"],
-                "pool": _identity_pool(v["identity_pool"]),
-                "seed": v["identity_seed"],
-            }
-        ),
+        identity=identity_from_parameters(v),
         methods=MethodSettings(blur_kernel=v["blur_kernel"], pixelate_cells=v["pixelate_cells"]),
         hold_frames=int(v["hold_frames"]),
     )
@@ -332,15 +316,7 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
 
 def load_parameters_yaml(path: str | Path, node: str = "anonymizer") -> dict[str, Any]:
     """The ``ros__parameters`` of ``node`` (or of ``/**``) in a ROS 2 parameters file."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "node parameters")
     for key in (node, f"/{node}", "/**"):
         section = data.get(key) if isinstance(data, dict) else None
         if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
