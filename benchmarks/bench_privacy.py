@@ -127,7 +127,7 @@ def main() -> int:
         "",
         render_markdown(sizes),
         "A face counted as missed by the pipeline may be a labelled box that is not a face "
-        "(tests/conftest.py lists the known ones, e.g. 071467.jpg: a hand).",
+        "(tests/conftest.py lists the known ones, such as 071467.jpg).",
         "",
     ]
     (args.out / "privacy_cpu.md").write_text("\n".join(text))
