@@ -28,6 +28,8 @@ setup(
     install_requires=[
         # Users on GPUs bring their own CUDA build of torch; CI pins the CPU wheel (.ci/run).
         "torch>=2.1,<3",
+        # rosbag2 reading and writing for `ciagan bag`, pure Python.
+        "rosbags>=0.10",
         "numpy>=1.23,<3",
         "opencv-python>=4.7",
         "pillow>=9.0",
@@ -66,6 +68,7 @@ setup(
             "ciagan = ciagan_core.cli:main",
             # ROS 2 only (rclpy): `ros2 run ciagan_ros anonymizer_node`.
             "anonymizer_node = ciagan_ros.node:main",
+            "anonymize_bag = ciagan_ros.bag_cli:main",
         ]
     },
 )

@@ -12,7 +12,15 @@ from ciagan_core import __version__
 from ciagan_core.errors import CiaganError
 
 #: Subcommand modules; each defines ``register(subparsers)`` that sets ``func`` on its parser.
-SUBCOMMANDS = ("model", "anonymize", "eval", "export", "bench")
+#: ``bag`` lives with the ROS side (it reads messages), in a module that needs no ROS.
+SUBCOMMANDS = (
+    "ciagan_core.cli.model",
+    "ciagan_core.cli.anonymize",
+    "ciagan_core.cli.eval",
+    "ciagan_core.cli.export",
+    "ciagan_core.cli.bench",
+    "ciagan_ros.bag_cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"ciagan_core.cli.{name}").register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

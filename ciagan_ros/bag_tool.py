@@ -1,0 +1,347 @@
+"""``ciagan bag IN OUT``: anonymize every image topic of a rosbag2 recording, without ROS.
+
+Reads sqlite3 and mcap rosbag2 folders with ``rosbags``, using the message definitions stored in
+the bag. Two passes over each image topic: the first detects faces in every frame, so that
+offline tracking (``track_recovery``) can cover faces the detector missed from both sides; the
+second anonymizes (generator calls batched across time) and writes. Every other message is
+copied byte for byte with its connection (type, definition, serialization format, offered QoS)
+and timestamp. The output is written to a temporary folder beside OUT and renamed only when
+complete; the input is never modified. A frame whose anonymization fails is written pixelated
+whole, never raw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ciagan_core import __version__
+from ciagan_core.atomic_write import write_bytes_atomic
+from ciagan_core.detection import create_detector
+from ciagan_core.errors import CiaganError, InputError
+from ciagan_core.faces import FaceBox
+from ciagan_core.frames import to_working
+from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, anonymize_together
+from ciagan_ros.frame_handler import pixelate_whole
+from ciagan_ros.image_codec import (
+    compressed_to_frame,
+    frame_to_compressed_data,
+    frame_to_image_data,
+    image_to_frame,
+)
+from ciagan_ros.track_recovery import recover_faces
+
+log = logging.getLogger(__name__)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+STORAGES = ("sqlite3", "mcap")
+
+
+class BagError(CiaganError):
+    """A bag that cannot be read, or a request the tool refuses (no output is written)."""
+
+
+@dataclass(frozen=True)
+class BagSettings:
+    """How ``ciagan bag`` treats a recording (the pipeline's settings are its own config)."""
+
+    #: Image topics copied raw on purpose (listed in the report as kept).
+    keep_topics: tuple[str, ...] = ()
+    #: Output storage: "sqlite3", "mcap", or None for the input's own.
+    storage: str | None = None
+    #: Frames per generator call.
+    batch: int = 8
+    #: Longest run of frames a tracked face may be missed and still be covered.
+    max_gap: int = 10
+    jpeg_quality: int = 95
+    overwrite: bool = False
+
+
+@dataclass
+class TopicReport:
+    """What happened on one image topic."""
+
+    msgtype: str
+    messages: int = 0
+    frames_with_faces: int = 0
+    faces: int = 0
+    fallbacks: int = 0
+    #: Frames where tracking covered a face the detector missed.
+    recovered_frames: int = 0
+    #: Frames written pixelated whole because anonymizing them failed.
+    failed_frames: int = 0
+    #: Frames that could not be decoded: not written at all (never raw).
+    dropped_frames: int = 0
+    kept_raw: bool = False
+
+
+class _Precomputed:
+    """A detector that returns the boxes found in the first pass, frame by frame."""
+
+    name = "precomputed"
+
+    def __init__(self, precision: str | None):
+        self.precision = precision
+        self.queue: list[list[FaceBox]] = []
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        return self.queue.pop(0)
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _storage_of(path: Path) -> str:
+    import yaml
+
+    try:
+        info = yaml.safe_load((path / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        return str(info["storage_identifier"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise BagError(f"{path}: not a rosbag2 folder (metadata.yaml: {exc})") from None
+
+
+def _decode(msg: Any, msgtype: str) -> np.ndarray:
+    return compressed_to_frame(msg) if msgtype == COMPRESSED else image_to_frame(msg)
+
+
+def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, quality: int):
+    if msgtype == COMPRESSED:
+        return replace(msg, data=frame_to_compressed_data(frame, msg.format, quality))
+    return replace(msg, data=frame_to_image_data(frame, msg, original))
+
+
+def anonymize_bag(
+    source: Path,
+    target: Path,
+    config: AnonymizerConfig,
+    settings: BagSettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Anonymize the bag at ``source`` into ``target``; returns the report (also written to
+    ``<target>.report.json``). Raises BagError (or InputError) with nothing written."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    source, target = Path(source), Path(target)
+    progress = progress or (lambda done, total: None)
+    if not source.is_dir():
+        raise BagError(f"{source}: no such rosbag2 folder")
+    if target.exists() and not settings.overwrite:
+        raise BagError(f"{target} exists; pass --overwrite to replace it")
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise BagError(f"{target}: the output must not be the input or inside it")
+    storage = settings.storage or _storage_of(source)
+    if storage not in STORAGES:
+        raise BagError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
+    config.validate()
+    start = time.perf_counter()
+    config = replace(config, hold_frames=0)  # offline recovery does better, both ways
+    try:
+        reader = AnyReader([source])
+        reader.open()
+    except Exception as exc:
+        raise BagError(f"{source}: cannot read the bag ({exc})") from None
+    try:
+        images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
+        unknown = set(settings.keep_topics) - {c.topic for c in images}
+        if unknown:
+            raise BagError(f"--keep-topic names no image topic of the bag: {sorted(unknown)}")
+        work = [c for c in images if c.topic not in settings.keep_topics]
+        topics = {
+            c.topic: TopicReport(c.msgtype, kept_raw=c.topic in settings.keep_topics)
+            for c in images
+        }
+        total = sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
+        detector = create_detector(config.detector, config.detector_settings)
+        detections, done = _detect_all(reader, work, detector, topics, progress, total)
+        recovered = {
+            topic: recover_faces(frames, settings.max_gap) for topic, frames in detections.items()
+        }
+        for topic, frames in recovered.items():
+            topics[topic].recovered_frames = sum(1 for boxes in frames if boxes)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        try:
+            shutil.rmtree(tmp)  # the Writer creates the folder itself
+            writer = Writer(
+                tmp,
+                version=9,
+                storage_plugin=StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3,
+            )
+            writer.open()
+            try:
+                _write_all(
+                    reader,
+                    writer,
+                    work,
+                    config,
+                    settings,
+                    detector,
+                    detections,
+                    recovered,
+                    topics,
+                    progress,
+                    done,
+                    total,
+                )
+            except BaseException:
+                writer.close()
+                raise
+            writer.close()
+            report = {
+                "complete": True,
+                "tool": f"ciagan bag {__version__}",
+                "input": str(source),
+                "output": str(target),
+                "storage": storage,
+                "model_sha256": _sha256(config.model) if config.model else None,
+                "detector_precision": getattr(detector, "precision", None),
+                "settings": {"bag": asdict(settings), "pipeline": asdict(config)},
+                "topics": {t: asdict(r) for t, r in topics.items()},
+                "copied_messages": sum(
+                    c.msgcount
+                    for c in reader.connections
+                    if c.topic not in {w.topic for w in work}
+                ),
+                "wall_s": round(time.perf_counter() - start, 2),
+            }
+            if target.exists():  # --overwrite: replaced only now that the new one is complete
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        reader.close()
+    report_path = target.with_name(target.name + ".report.json")
+    write_bytes_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
+    return report
+
+
+def _detect_all(reader, work, detector, topics, progress, total):
+    """First pass: every frame's detections, per topic. Unsupported encodings stop here."""
+    detections: dict[str, list[list[FaceBox]]] = {c.topic: [] for c in work}
+    done = 0
+    for connection, _, raw in reader.messages(connections=work):
+        msg = reader.deserialize(raw, connection.msgtype)
+        try:
+            frame = _decode(msg, connection.msgtype)
+            boxes = detector.detect(to_working(frame).bgr)
+        except InputError as exc:
+            if "unsupported" in str(exc):
+                raise BagError(
+                    f"topic {connection.topic}: {exc}; keep it raw with --keep-topic "
+                    f"{connection.topic} if it shows no people"
+                ) from None
+            boxes = None  # an undecodable frame: dropped in the second pass
+        detections[connection.topic].append(boxes if boxes is not None else [])
+        done += 1
+        progress(done, total)
+    return detections, done
+
+
+def _write_all(
+    reader,
+    writer,
+    work,
+    config,
+    settings,
+    detector,
+    detections,
+    recovered,
+    topics,
+    progress,
+    done,
+    total,
+):
+    """Second pass: copy every connection, anonymize the image topics (one tracker and identity
+    policy per topic, one landmarker and engine for all), write."""
+    work_topics = {c.topic for c in work}
+    outputs = {}
+    for connection in reader.connections:
+        ext = connection.ext
+        outputs[connection.id] = writer.add_connection(
+            connection.topic,
+            connection.msgtype,
+            msgdef=connection.msgdef.data,
+            rihs01=connection.digest if str(connection.digest).startswith("RIHS01_") else None,
+            serialization_format=getattr(ext, "serialization_format", "cdr"),
+            offered_qos_profiles=getattr(ext, "offered_qos_profiles", []),
+        )
+    precomputed = _Precomputed(getattr(detector, "precision", None))
+    first = Anonymizer(config, detector=precomputed)
+    anonymizers = {
+        topic: Anonymizer(
+            config, detector=precomputed, landmarker=first.landmarker, engine=first.engine
+        )
+        for topic in work_topics
+    }
+    index = dict.fromkeys(work_topics, 0)
+    pending: list[tuple] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        precomputed.queue = [boxes for *_, boxes in pending]
+        try:
+            results = anonymize_together([(anonymizers[p[0].topic], p[3]) for p in pending])
+        except Exception as exc:  # fail closed: these frames pixelated whole
+            log.error("anonymization failed for %d frames: %s", len(pending), exc)
+            results = [None] * len(pending)
+        for (connection, timestamp, msg, frame, _), result in zip(pending, results, strict=True):
+            report = topics[connection.topic]
+            if result is None:
+                report.failed_frames += 1
+                image = pixelate_whole(frame)
+            else:
+                image = result.image
+                report.faces += len(result.faces)
+                report.fallbacks += result.fallbacks
+                report.frames_with_faces += bool(result.faces)
+            out = _encode(msg, connection.msgtype, image, frame, settings.jpeg_quality)
+            data = reader.typestore.serialize_cdr(out, connection.msgtype)
+            writer.write(outputs[connection.id], timestamp, data)
+        pending.clear()
+
+    for connection, timestamp, raw in reader.messages():
+        done += 1
+        progress(done, total)
+        if connection.topic not in work_topics:
+            writer.write(outputs[connection.id], timestamp, raw)  # byte for byte
+            continue
+        topic = connection.topic
+        i = index[topic]
+        index[topic] += 1
+        topics[topic].messages += 1
+        msg = reader.deserialize(raw, connection.msgtype)
+        try:
+            frame = _decode(msg, connection.msgtype)
+            to_working(frame)
+        except InputError as exc:
+            topics[topic].dropped_frames += 1
+            log.warning("%s frame %d dropped (not decodable): %s", topic, i, exc)
+            continue
+        boxes = detections[topic][i] + recovered[topic][i]
+        pending.append((connection, timestamp, msg, frame, boxes))
+        if len(pending) >= settings.batch:
+            flush()
+    flush()
