@@ -120,6 +120,20 @@ def _storage_of(path: Path) -> str:
         raise BagError(f"{path}: not a rosbag2 folder (metadata.yaml: {exc})") from None
 
 
+def _reading(step: Callable, source: Path) -> Callable:
+    """``step`` with the errors of a damaged bag (rosbags' own) turned into one BagError."""
+
+    def run(*args):
+        try:
+            return step(*args)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("rosbags", "sqlite3", "zstandard", "lz4"):
+                raise BagError(f"{source}: cannot read the bag (truncated?): {exc}") from None
+            raise
+
+    return run
+
+
 def _decode(msg: Any, msgtype: str) -> np.ndarray:
     return compressed_to_frame(msg) if msgtype == COMPRESSED else image_to_frame(msg)
 
@@ -173,7 +187,9 @@ def anonymize_bag(
         }
         total = sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
         detector = create_detector(config.detector, config.detector_settings)
-        detections, done = _detect_all(reader, work, detector, topics, progress, total)
+        detections, done = _reading(_detect_all, source)(
+            reader, work, detector, topics, progress, total
+        )
         recovered = {
             topic: recover_faces(frames, settings.max_gap) for topic, frames in detections.items()
         }
@@ -189,7 +205,7 @@ def anonymize_bag(
             )
             writer.open()
             try:
-                _write_all(
+                _reading(_write_all, source)(
                     reader,
                     writer,
                     work,
@@ -241,6 +257,8 @@ def _detect_all(reader, work, detector, topics, progress, total):
     """First pass: every frame's detections, per topic. Unsupported encodings stop here."""
     detections: dict[str, list[list[FaceBox]]] = {c.topic: [] for c in work}
     done = 0
+    if not work:  # rosbags reads every connection when given none
+        return detections, done
     for connection, _, raw in reader.messages(connections=work):
         msg = reader.deserialize(raw, connection.msgtype)
         try:
