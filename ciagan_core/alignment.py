@@ -197,9 +197,12 @@ def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray) -> AlignedFace | No
 #: Measured on 200 CelebA faces: every face cut at the box's upper quarter has its eyes at
 #: least 0.2 outside; whole faces have them at least 0.1 inside (1% closer), but small faces'
 #: keypoints are noisier, so the eyes need only be inside.
-EYE_MARGIN = 0.0
-#: A box this close to the frame's edge (px) belongs to a face the frame cuts off.
-EDGE_PX = 1.0
+EYE_MARGIN = 0.1
+#: A box this close to the frame's edge (px, or this share of the box's size, whichever is
+#: larger) may belong to a face the frame cuts off: detectors stop their boxes a few pixels
+#: short of the edge on cut faces.
+EDGE_PX = 2.0
+EDGE_SHARE = 0.2
 #: Without keypoints, the brows must lie within this share of the box's height from its top
 #: (dlib HOG boxes: at most 0.3 on 200 CelebA faces).
 BROW_DEPTH = 0.4
@@ -224,7 +227,8 @@ def landmark_problem(
     if frame_size is not None:
         x0, y0, x1, y1 = box_xyxy
         width, height = frame_size
-        if min(x0, y0) < EDGE_PX or x1 > width - EDGE_PX or y1 > height - EDGE_PX:
+        mx, my = max(EDGE_PX, EDGE_SHARE * (x1 - x0)), max(EDGE_PX, EDGE_SHARE * (y1 - y0))
+        if x0 < mx or y0 < my or x1 > width - mx or y1 > height - my:
             return "face cut off by the frame edge"
     eye_distance = landmarks[42, 0] - landmarks[39, 0]
     if eye_distance < min_eye_distance:

@@ -6,14 +6,17 @@ converted back so that the caller gets its own format.
 16-bit frames often hold 10- or 12-bit data (mono16 cameras, 16-bit PNGs), so they are not
 reduced to their high byte, which would leave a 10-bit image nearly black and its faces
 undetected. They are scaled by their own white point, the 99.9th percentile of their values, so
-faces are detected at any bit depth. Every pixel of a replaced region is written back from the
-anonymized 8-bit image, scaled to that white point; every other pixel is the input's own value,
-bit for bit.
+faces are detected at any bit depth. A few bright pixels far above the rest (a burned-in
+timestamp at full scale, hot pixels) would push that white point up and the faces back into
+the dark, so when the bulk of the data (its 80th percentile) lies far below it, detection also
+runs on a second rendering scaled to the bulk's bit depth. Every pixel of a replaced region is
+written back from the anonymized 8-bit image, scaled to the white point; every other pixel is
+the input's own value, bit for bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -24,6 +27,8 @@ from ciagan_core.errors import InputError
 MAX_SIDE = 16384
 #: The white point of a 16-bit frame ignores this share of its brightest values (hot pixels).
 WHITE_PERCENTILE = 99.9
+#: The bulk of a 16-bit frame's values, whose bit depth a second detection view uses.
+BULK_PERCENTILE = 80.0
 _WHITE_SAMPLES = 1 << 18
 
 
@@ -40,6 +45,9 @@ class WorkingFrame:
     white: float | None
     #: Pixels inside a replaced region (matte > 0).
     touched: np.ndarray
+    #: Further 8-bit BGR renderings that detection must also search (16-bit frames whose
+    #: bulk lies far below their white point).
+    detection_views: list[np.ndarray] = field(default_factory=list)
 
     def mark(self, matte: Matte) -> None:
         """Record that ``matte``'s region was replaced."""
@@ -64,12 +72,23 @@ class WorkingFrame:
         return out.reshape(self.input_shape)
 
 
-def white_point(frame: np.ndarray) -> float:
-    """The 16-bit value that becomes 8-bit 255: the frame's 99.9th percentile, at least 255."""
+def white_points(frame: np.ndarray) -> tuple[float, float | None]:
+    """The 16-bit value that becomes 8-bit 255 (the 99.9th percentile, at least 255), and a
+    second one for detection when the bulk of the values (80th percentile) needs 4x fewer
+    bits (the full scale of that bulk's bit depth), else None."""
     colour = frame if frame.ndim == 2 else frame[:, :, :3]
     step = max(1, int(np.sqrt(colour.size / _WHITE_SAMPLES)))
     sample = colour[::step, ::step]
-    return float(max(np.percentile(sample, WHITE_PERCENTILE), 255.0))
+    white, bulk = np.percentile(sample, [WHITE_PERCENTILE, BULK_PERCENTILE])
+    white = float(max(white, 255.0))
+    bulk_white = float(max(2 ** int(np.ceil(np.log2(bulk + 1))) - 1, 255))
+    return white, (bulk_white if white >= 4 * bulk_white else None)
+
+
+def _to_eight(frame: np.ndarray, white: float) -> np.ndarray:
+    colour = frame if frame.ndim == 2 else frame[:, :, :3]
+    eight = cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
+    return cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR) if eight.ndim == 2 else eight
 
 
 def to_working(frame: object) -> WorkingFrame:
@@ -87,13 +106,15 @@ def to_working(frame: object) -> WorkingFrame:
         )
     if max(frame.shape[:2]) > MAX_SIDE:
         raise InputError(f"frame of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_SIDE} px")
-    white = None
+    white, views = None, []
     if frame.dtype == np.uint8:
         eight = frame
     elif frame.dtype == np.uint16:
-        white = white_point(frame)
+        white, bulk_white = white_points(frame)
         colour = frame if frame.ndim == 2 else frame[:, :, :3]
         eight = cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
+        if bulk_white is not None:
+            views.append(_to_eight(frame, bulk_white))
     else:
         raise InputError(f"unsupported pixel type {frame.dtype}: expected uint8 or uint16")
     if eight.ndim == 2:
@@ -103,4 +124,4 @@ def to_working(frame: object) -> WorkingFrame:
     else:
         bgr = np.array(eight, order="C", copy=True)  # private: the pipeline draws into it
     touched = np.zeros(frame.shape[:2], dtype=bool)
-    return WorkingFrame(bgr, frame, input_shape, white, touched)
+    return WorkingFrame(bgr, frame, input_shape, white, touched, views)

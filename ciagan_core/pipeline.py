@@ -31,7 +31,7 @@ from ciagan_core.detection.base import Detector
 from ciagan_core.engines import create_engine
 from ciagan_core.engines.base import Engine
 from ciagan_core.errors import ConfigError
-from ciagan_core.faces import FaceBox, FaceResult
+from ciagan_core.faces import FaceBox, FaceResult, box_iou
 from ciagan_core.frames import WorkingFrame, to_working
 from ciagan_core.identity import IdentityConfig, IdentitySelector
 from ciagan_core.landmarks import create_landmarker
@@ -104,6 +104,7 @@ class AnonymizerConfig:
         if self.max_batch < 1:
             raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         self.methods.validate()
+        self.detector_settings.validate()
         self.identity.check_policy()
 
     @property
@@ -198,6 +199,8 @@ class Anonymizer:
 
         start = time.perf_counter()
         boxes = self.detector.detect(bgr)
+        for view in work.detection_views:  # faces a few very bright pixels pushed into the dark
+            boxes = _merged(boxes, self.detector.detect(view))
         timings["detect"] = (time.perf_counter() - start) * 1e3
 
         track_ids, held, ended = self.tracker.update(
@@ -314,6 +317,14 @@ class Anonymizer:
         if matte is not None:
             apply_method(image, method, matte, scale, cfg.methods)
             work.mark(matte)
+
+
+def _merged(boxes: list[FaceBox], more: list[FaceBox]) -> list[FaceBox]:
+    """``boxes`` plus those of ``more`` that overlap none of them (IoU < 0.3)."""
+    if not boxes:
+        return list(more)
+    arrays = np.stack([b.as_array() for b in boxes])
+    return boxes + [b for b in more if box_iou(b.as_array(), arrays).max() < 0.3]
 
 
 def _inside(

@@ -184,14 +184,14 @@ PARAMETERS: tuple[Param, ...] = (
         -1.0,
         "detector score threshold in the backend's units (-1: the "
         "backend's recall-oriented default)",
-        bounds=(-1.0, 10.0),
+        bounds=(-1.0, 1.0),
         rebuild=True,
     ),
     Param(
         "min_face",
         _DETECTION.min_face_size,
         "smallest face side in pixels",
-        bounds=(0.0, 10000.0),
+        bounds=(0.0, 256.0),
         rebuild=True,
     ),
     Param(

@@ -24,6 +24,8 @@ from ciagan_core.evaluation.dataset import sample_faces
 from ciagan_core.pipeline import AnonymizerConfig
 
 FACES_CSV = Path("data") / "celeba_faces" / "faces.csv"
+BOXES = "box_x0,box_y0,box_x1,box_y1"
+PHOTO = Path(__file__).resolve().parents[2] / "shared/data/celeba_faces/images/001085.jpg"
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,9 @@ def _bad_csv(tmp_path: Path, header: str, lines: list[str]) -> Path:
         ("file,box_x0", ["a.jpg,1"], "needs the columns 'file' and 'celeba_identity'"),
         ("file,celeba_identity,box_x0", ["a.jpg,1,3"], "box columns must be all of"),
         ("file,celeba_identity", ["missing.jpg,1", "other.jpg,2"], "2 listed files do not exist"),
+        (f"file,celeba_identity,{BOXES}", [f"{PHOTO},1,nan,1,50,50"], "is not a face box"),
+        (f"file,celeba_identity,{BOXES}", [f"{PHOTO},1,1,1,1.01,50"], "is not a face box"),
+        ("file,celeba_identity", [f"{PHOTO},1", f"{PHOTO},1"], "is listed twice"),
     ],
 )
 def test_a_bad_csv_is_a_one_line_error_and_writes_no_report(
@@ -122,7 +127,7 @@ def test_a_bad_csv_is_a_one_line_error_and_writes_no_report(
     assert main(["eval", str(path), "-o", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
-    assert not out.exists()
+    assert not (out / "eval.json").exists() and not (out / "eval.md").exists()
 
 
 def test_one_identity_is_refused(faces_csv, tmp_path, capsys):
@@ -132,7 +137,7 @@ def test_one_identity_is_refused(faces_csv, tmp_path, capsys):
     path = _bad_csv(tmp_path, "file,celeba_identity", lines)
     assert main(["eval", str(path), "-o", str(tmp_path / "r"), "--no-progress"]) == 1
     assert "at least 2 identities" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r" / "eval.json").exists()
 
 
 def test_an_unreadable_model_is_a_one_line_error(faces_csv, tmp_path, capsys):
@@ -142,11 +147,21 @@ def test_an_unreadable_model_is_a_one_line_error(faces_csv, tmp_path, capsys):
     assert main([*args, "--method", "ciagan", "--model", str(model), "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.safetensors" in err[0]
-    assert not (tmp_path / "r").exists()
+    assert not (tmp_path / "r" / "eval.json").exists()
 
 
 @pytest.mark.parametrize(
-    "spec", ["sharpen", "blur:kernel", "blur:sigma=3", "none:kernel=3", "blur:kernel=4"]
+    "spec",
+    [
+        "sharpen",
+        "blur:kernel",
+        "blur:sigma=3",
+        "none:kernel=3",
+        "blur:kernel=4",
+        "blur:cells=16",
+        "blur:kernel=17,kernel=33",
+        "ciagan:kernel=9",
+    ],
 )
 def test_bad_method_variants_are_refused(spec):
     with pytest.raises(ConfigError):
@@ -224,3 +239,52 @@ def test_the_frechet_distance_matches_the_matrix_square_root_formula():
         ca + cb - 2 * np.real(scipy.linalg.sqrtm(ca @ cb))
     )
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def _two_identities(faces_csv, per_identity: int = 2) -> list[dict[str, str]]:
+    rows = list(csv.DictReader(faces_csv.open()))
+    ids = sorted({r["celeba_identity"] for r in rows})[:2]
+    return [r for i in ids for r in [r for r in rows if r["celeba_identity"] == i][:per_identity]]
+
+
+def test_a_csv_with_a_byte_order_mark_is_read(faces_csv, tmp_path):
+    rows = _two_identities(faces_csv)
+    path = tmp_path / "bom.csv"
+    lines = ["file,celeba_identity"] + [
+        f"{faces_csv.parent / 'images' / r['file']},{r['celeba_identity']}" for r in rows
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    assert [f.path.name for f in load_labelled_faces(path)] == [r["file"] for r in rows]
+
+
+def test_a_csv_that_is_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("file,celeba_identity\nJosé.jpg,1\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not a UTF-8 CSV"):
+        load_labelled_faces(path)
+
+
+def test_a_box_outside_its_photo_is_refused(faces_csv, tmp_path, capsys):
+    lines = [f"file,celeba_identity,{BOXES}"] + [
+        f"{faces_csv.parent / 'images' / r['file']},{r['celeba_identity']},5000,5000,5100,5100"
+        for r in _two_identities(faces_csv)
+    ]
+    path = tmp_path / "far.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert main(["eval", str(path), "-o", str(tmp_path / "r"), "--no-fid", "--no-progress"]) == 1
+    assert "mostly outside" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args", [["--face-sizes", "100000"], ["--method", "blur", "--method", "blur:kernel=81"]]
+)
+def test_bad_eval_options_are_refused_before_any_work(faces_csv, tmp_path, capsys, args):
+    assert main(["eval", str(faces_csv), "-o", str(tmp_path / "r"), *args, "--no-progress"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(faces_csv, tmp_path, capsys):
+    taken = tmp_path / "afile"
+    taken.write_text("not a folder")
+    assert main(["eval", str(faces_csv), "-o", str(taken), "--no-progress"]) == 1
+    assert "not a folder" in capsys.readouterr().err and taken.read_text() == "not a folder"

@@ -200,13 +200,20 @@ def test_cut_off_celeba_faces_keep_no_eye_unchanged(detector, shared_dir, celeba
     assert checked >= 25
 
 
-def test_whole_faces_still_get_the_landmark_region(detector, shared_dir, celeba_rows):
+def test_whole_faces_away_from_the_edges_keep_the_landmark_region(
+    detector, shared_dir, celeba_rows
+):
     anonymizer = Anonymizer(AnonymizerConfig(method="blur", region="mask"), detector=detector)
-    faces = [
-        f
-        for row in sample_rows(celeba_rows, 40)
-        for f in anonymizer.process(celeba_image(shared_dir, row)).faces
-    ]
+    faces = []
+    for row in sample_rows(celeba_rows, 40):
+        image = celeba_image(shared_dir, row)
+        height, width = image.shape[:2]
+        for face in anonymizer.process(image).faces:
+            x0, y0, x1, y1 = face.box.as_array()
+            mx, my = 0.2 * (x1 - x0), 0.2 * (y1 - y0)
+            if x0 >= mx and y0 >= my and x1 <= width - mx and y1 <= height - my:
+                faces.append(face)  # not near an edge: no reason to suspect a cut-off face
+    assert len(faces) >= 30
     cut_off = [f for f in faces if "cut off" in f.fallback_reason]
     assert len(cut_off) <= 0.05 * len(faces)
 
@@ -401,3 +408,86 @@ def test_planning_keeps_a_single_folder_layout(tmp_path):
         "sub/b.png",
         "c.mp4",
     ]
+
+
+def test_frames_after_a_few_damaged_ones_are_all_kept(shared_dir, celeba_rows, tmp_path):
+    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=30)
+    data = bytearray(source.read_bytes())
+    starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
+    for k in (5, 6, 20):  # wipe three frames' JPEG data, leave the container intact
+        end = starts[k + 1] - 16
+        data[starts[k] : end] = bytes(end - starts[k])
+    source.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    main(["anonymize", str(source), "-o", str(out), "--no-progress"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unreadable_frames"][str(source)] == [5, 6, 20]
+    assert summary["frames"] == 27
+
+
+def test_a_16_bit_frame_with_a_full_scale_banner_still_has_its_face_found(blur, gray_photo):
+    """A burned-in timestamp at 65535 over 10-bit data: the white point goes up, the face dark."""
+    deep = gray_photo.astype(np.uint16) * 4
+    deep[:12] = 65535
+    result = blur.process(deep)
+    assert result.faces
+    x0, y0, x1, y1 = result.faces[0].box.as_array().round().astype(int)
+    assert (result.image[y0:y1, x0:x1] != deep[y0:y1, x0:x1]).mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--threshold", "50"],
+        ["--threshold", "nan"],
+        ["--min-face", "nan"],
+        ["--min-face", "5000"],
+        ["--batch", "0"],
+        ["--hold-frames", "-1"],
+    ],
+)
+def test_settings_that_would_let_faces_through_are_refused(tmp_path, option, capsys):
+    source = ROOT / "examples" / "astronaut.png"
+    out = tmp_path / "out.png"
+    assert main(["anonymize", str(source), "-o", str(out), *option, "--no-progress"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_the_summary_is_never_written_into_an_input_folder(shared_dir, celeba_rows, tmp_path):
+    photo = _copy_photo(shared_dir, celeba_rows[0], tmp_path / "in" / "face.jpg")
+    notes = tmp_path / "in" / "notes.txt"
+    notes.write_text("mine")
+    args = ["anonymize", str(photo.parent), "-o", str(tmp_path / "out"), "--summary", str(notes)]
+    assert main([*args, "--no-progress"]) == 1
+    assert notes.read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_an_output_inside_the_input_folder_is_refused(shared_dir, celeba_rows, tmp_path):
+    photo = _copy_photo(shared_dir, celeba_rows[0], tmp_path / "in" / "face.jpg")
+    out = photo.parent / "anonymized"
+    assert main(["anonymize", str(photo.parent), "-o", str(out), "--no-progress"]) == 1
+    assert not out.exists()
+
+
+def test_an_output_name_ending_in_a_slash_is_a_folder(shared_dir, celeba_rows, tmp_path):
+    photo = _copy_photo(shared_dir, celeba_rows[0], tmp_path / "face.jpg")
+    out = tmp_path / "results.v2"
+    assert main(["anonymize", str(photo), "-o", f"{out}/", "--no-progress"]) == 0
+    assert (out / "face.jpg").is_file() and (out / "summary.json").is_file()
+
+
+def test_a_video_cannot_be_written_under_an_image_name(shared_dir, celeba_rows, tmp_path, capsys):
+    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=3)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "v.png"), "--no-progress"]) == 1
+    assert "cannot write a video as .png" in capsys.readouterr().err
+
+
+def test_a_fifo_in_an_input_folder_is_skipped_not_opened(shared_dir, celeba_rows, tmp_path):
+    import os
+
+    _copy_photo(shared_dir, celeba_rows[0], tmp_path / "in" / "face.jpg")
+    os.mkfifo(tmp_path / "in" / "cam.jpg")
+    out = tmp_path / "out"
+    assert main(["anonymize", str(tmp_path / "in"), "-o", str(out), "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == 1 and "not a regular file" in summary["skipped"][0]

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # .jfif and .jpe are JPEG files under other names.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+#: Failed reads in a row after which the video decoder is taken to be stuck.
+STUCK_READS = 4
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -41,9 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o",
         "--output",
-        type=Path,
         required=True,
-        help="output folder (or output file, for a single input file)",
+        help="output folder (or output file, for a single input file; a name ending in / is "
+        "always a folder)",
     )
     add_pipeline_arguments(p)
     p.add_argument(
@@ -147,18 +150,22 @@ def collect_inputs(
     for path in paths:
         if path.is_dir():
             for file in _walk(path):
-                if file.suffix.lower() in known:
+                if file.name.startswith("."):
+                    continue  # hidden files, our own partial outputs among them
+                if not file.is_file():  # a FIFO, a socket, a broken link: never opened
+                    skipped.append(f"{file} (not a regular file)")
+                elif file.suffix.lower() in known:
                     files.append(file)
-                elif file.is_file() and not file.name.startswith("."):
+                else:
                     skipped.append(str(file))
         elif path.is_file():
             files.append(path)
         else:
             missing.append({"path": str(path), "error": "no such file or folder"})
     unique, seen = [], set()
-    for file in files:  # a file named twice, or also inside a named folder, is done once
-        if os.path.realpath(file) not in seen:
-            seen.add(os.path.realpath(file))
+    for file in files:  # a path named twice, or also inside a named folder, is done once
+        if os.path.abspath(file) not in seen:
+            seen.add(os.path.abspath(file))
             unique.append(file)
     return unique, missing, skipped
 
@@ -196,14 +203,23 @@ def plan_jobs(files: list[Path], inputs: list[Path], out: Path, single_file: boo
         targets[target] = job.source
         if target in sources:
             raise InputError(f"the output for {job.source} would overwrite the input {job.target}")
-        if os.path.exists(target) and any(
-            target.startswith(folder + os.sep) for folder in folders
-        ):
+        if _inside_any(target, folders):
             raise InputError(
-                f"the output for {job.source} would overwrite {job.target} in an input folder; "
-                "choose an output folder outside the inputs"
+                f"the output for {job.source} would be written into an input folder "
+                f"({job.target}); choose an output folder outside the inputs"
+            )
+        suffix = job.target.suffix.lower()
+        allowed = {".mp4", ".avi"} if job.video else IMAGE_SUFFIXES
+        if suffix not in allowed:
+            raise InputError(
+                f"{job.target}: cannot write {'a video' if job.video else 'an image'} as "
+                f"{suffix or 'a file without suffix'}; use one of {', '.join(sorted(allowed))}"
             )
     return jobs
+
+
+def _inside_any(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder + os.sep) for folder in folders)
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -225,24 +241,35 @@ def write_image(path: Path, image: np.ndarray) -> None:
 def video_frames(
     capture: cv2.VideoCapture, batch: int, unreadable: list[int]
 ) -> Iterator[list[np.ndarray]]:
-    """Batches of decoded frames. A frame that cannot be decoded is skipped, its index added
-    to ``unreadable``, and reading goes on after it up to the container's frame count."""
+    """Batches of decoded frames. A frame that cannot be decoded is skipped and its index added
+    to ``unreadable``; reading goes on after it, up to the container's frame count."""
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     frames: list[np.ndarray] = []
-    index = 0
+    index = failures_in_row = 0
     while True:
         ok, frame = capture.read()
         if ok:
             frames.append(frame)
+            index += 1
+            failures_in_row = 0
             if len(frames) == batch:
                 yield frames
                 frames = []
-        elif index < total:
-            unreadable.append(index)
-            capture.set(cv2.CAP_PROP_POS_FRAMES, index + 1)  # where decoding may recover
-        else:
+            continue
+        if index >= total:
             break
+        unreadable.append(index)
         index += 1
+        failures_in_row += 1
+        # A failed read normally moves past the bad frame, and reading on finds the next good
+        # one. A decoder that keeps failing is stuck on the first bad frame: only that one is
+        # lost, and reading resumes right after it (a seek, used only here: in a damaged
+        # container it can land far off).
+        if failures_in_row == STUCK_READS:
+            index = unreadable[-STUCK_READS] + 1
+            del unreadable[-STUCK_READS + 1 :]
+            failures_in_row = 0
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
     if frames:
         yield frames
 
@@ -293,37 +320,68 @@ def process_video(
         )
 
 
-def _make_folder(folder: Path) -> None:
+def make_output_folder(folder: Path) -> None:
+    """Create ``folder`` and make sure it can be written to; one-line InputError if not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot write to the output folder ({exc.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    folder_named = args.output.endswith(("/", os.sep))
+    args.output = Path(args.output)
     config = pipeline_config(args)
+    config.validate()
+    if args.batch < 1 or not 0 <= args.hold_frames <= 300:
+        raise InputError("--batch must be >= 1 and --hold-frames in 0..300")
     files, failed, skipped = collect_inputs(args.inputs)
     for path in skipped:
         print(f"ciagan anonymize: skipped {path}: not an image or video file", file=sys.stderr)
     if not files:
+        missing = [f["path"] for f in failed]
         raise InputError(
-            "nothing to anonymize: no image or video files in "
-            + ", ".join(str(p) for p in args.inputs)
+            "nothing to anonymize: "
+            + (
+                f"no such file or folder: {', '.join(missing)}"
+                if missing
+                else "no image or video files in " + ", ".join(str(p) for p in args.inputs)
+            )
             + (f" ({len(skipped)} other files skipped)" if skipped else "")
         )
-    single = len(args.inputs) == 1 and args.inputs[0].is_file() and bool(args.output.suffix)
+    # One input file and an output name with a suffix (not an existing folder, no trailing
+    # slash): the output is that file.
+    single = (
+        len(args.inputs) == 1
+        and args.inputs[0].is_file()
+        and bool(args.output.suffix)
+        and not args.output.is_dir()
+        and not folder_named
+    )
     jobs = plan_jobs(files, args.inputs, args.output, single)
     summary_path = args.summary or (
         args.output.with_suffix(".summary.json") if single else args.output / "summary.json"
     )
-    if os.path.realpath(summary_path) in {os.path.realpath(p) for p in files} | {
-        os.path.realpath(j.target) for j in jobs
-    }:
-        raise InputError(f"the summary {summary_path} would overwrite an input or an output")
-    _make_folder(args.output.parent if single else args.output)
-    _make_folder(summary_path.parent)
+    summary_real = os.path.realpath(summary_path)
+    if (
+        summary_real
+        in {os.path.realpath(p) for p in files} | {os.path.realpath(j.target) for j in jobs}
+        or _inside_any(summary_real, [os.path.realpath(p) for p in args.inputs if p.is_dir()])
+        or summary_path.is_dir()
+    ):
+        raise InputError(
+            f"the summary {summary_path} would overwrite an input, an output or a folder, or "
+            "land in an input folder"
+        )
+    make_output_folder(args.output.parent if single else args.output)
+    make_output_folder(summary_path.parent)
     image_anonymizer = Anonymizer(config)
     video_anonymizer = None
     summary = Summary(

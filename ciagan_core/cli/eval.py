@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ciagan_core.atomic_write import write_bytes_atomic
+from ciagan_core.cli.anonymize import make_output_folder
 from ciagan_core.cli.pipeline_args import add_pipeline_arguments, pipeline_config
 from ciagan_core.errors import ConfigError
 from ciagan_core.evaluation import EvalSettings, MethodVariant, load_labelled_faces
@@ -83,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from ciagan_core.evaluation import evaluate
 
     variants = [MethodVariant.parse(spec) for spec in args.methods or DEFAULT_METHODS]
-    if len({v.spec for v in variants}) != len(variants):
-        raise ConfigError("a method is listed twice")
+    if len({v.label for v in variants}) != len(variants):
+        raise ConfigError("a method is listed twice (with the same settings)")
     sizes = tuple(dict.fromkeys(parse_face_size(s.strip()) for s in args.face_sizes.split(",")))
     for name in ("identities", "photos_per_identity", "probes_per_identity"):
         if getattr(args, name) < 0:
@@ -93,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     chosen, probes = sample_faces(
         faces, args.identities, args.photos_per_identity, args.probes_per_identity, args.seed
     )
+    if args.output.exists() and not args.output.is_dir():
+        raise ConfigError(f"{args.output}: exists and is not a folder")
+    make_output_folder(args.output)  # before the work, not after it
     base = pipeline_config(args)
     if args.frame_side < 64:
         raise ConfigError(f"--frame-side must be at least 64, got {args.frame_side}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,6 +12,8 @@ from ciagan_core.errors import ConfigError
 from ciagan_core.faces import FaceBox
 
 PRECISIONS = ("int8", "fp32")
+#: The largest smallest-face setting accepted: anything larger ignores ordinary faces.
+MAX_MIN_FACE = 256.0
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,13 @@ class DetectorSettings:
                 f"unknown detector precision {self.precision!r}; "
                 f"choose one of {', '.join(PRECISIONS)}"
             )
-        if self.min_face_size < 0:
-            raise ConfigError(f"min_face_size must be >= 0, got {self.min_face_size}")
+        # A bad value here would silently stop detection, and faces would pass untouched.
+        if not 0 <= self.min_face_size <= MAX_MIN_FACE:  # also refuses NaN
+            raise ConfigError(
+                f"min_face_size must be in 0..{MAX_MIN_FACE:g} px, got {self.min_face_size}"
+            )
+        if self.score_threshold is not None and not math.isfinite(self.score_threshold):
+            raise ConfigError(f"score_threshold must be a number, got {self.score_threshold}")
         if self.max_input_side < 0:
             raise ConfigError(f"max_input_side must be >= 0, got {self.max_input_side}")
         if not 0 <= self.upsample <= 3:

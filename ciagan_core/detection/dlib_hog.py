@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from ciagan_core.detection.base import DetectorSettings, keep_large_enough
-from ciagan_core.errors import BackendUnavailableError
+from ciagan_core.errors import BackendUnavailableError, ConfigError
 from ciagan_core.faces import FaceBox
 
 
@@ -24,6 +24,11 @@ class DlibHogDetector:
             ) from exc
         self.settings = settings or DetectorSettings()
         self.threshold = float(self.settings.score_threshold or 0.0)
+        if not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(
+                f"dlib's threshold is an SVM margin in -1..1, got {self.threshold} "
+                "(default 0; higher values miss faces)"
+            )
         self._detector = dlib.get_frontal_face_detector()
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:

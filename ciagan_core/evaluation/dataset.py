@@ -17,6 +17,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 IDENTITY_COLUMNS = ("celeba_identity", "identity")
 SPLITS = ("all", "tune", "holdout")
+#: The smallest labelled face box accepted (px).
+MIN_BOX = 8.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,15 @@ def load_labelled_faces(source: str | Path) -> list[LabelledFace]:
 
 
 def _from_csv(path: Path) -> list[LabelledFace]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is fine
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 CSV file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    import io
+
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         columns = set(reader.fieldnames or ())
         identity_column = next((c for c in IDENTITY_COLUMNS if c in columns), None)
@@ -68,7 +78,7 @@ def _from_csv(path: Path) -> list[LabelledFace]:
         raise InputError(f"{path}: no rows")
     # Files are relative to the CSV's folder, or to its images/ folder (the shared layout).
     base = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
-    faces, missing = [], []
+    faces, missing, seen = [], [], set()
     for line, row in enumerate(rows, start=2):
         name, identity = (row.get("file") or "").strip(), (row.get(identity_column) or "").strip()
         if not name or not identity:
@@ -83,8 +93,13 @@ def _from_csv(path: Path) -> list[LabelledFace]:
                 box = tuple(float(row[c]) for c in BOX_COLUMNS)
             except (TypeError, ValueError):
                 raise InputError(f"{path}, line {line}: box values must be numbers") from None
-            if box[2] <= box[0] or box[3] <= box[1]:
-                raise InputError(f"{path}, line {line}: empty box {box}")
+            if not all(np.isfinite(box)) or min(box[2] - box[0], box[3] - box[1]) < MIN_BOX:
+                raise InputError(
+                    f"{path}, line {line}: box {box} is not a face box (at least {MIN_BOX} px)"
+                )
+        if (file.resolve(), box) in seen:
+            raise InputError(f"{path}, line {line}: {name} is listed twice")
+        seen.add((file.resolve(), box))
         faces.append(LabelledFace(file, identity, box))
     if missing:
         raise InputError(f"{path}: {len(missing)} listed files do not exist (first: {missing[0]})")

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: A detection counts as the known face when it covers this share of the known box's area.
 OVERLAP = 0.3
+#: The largest face size to rescale to (a face filling a 4K frame).
+MAX_FACE_SIZE = 2048
 #: ``name:key=value`` options of a method variant and the setting each one sets.
 VARIANT_OPTIONS = {"kernel": "blur_kernel", "cells": "pixelate_cells", "region": "region"}
 
@@ -44,18 +46,23 @@ class MethodVariant:
             raise ConfigError(
                 f"unknown method {name!r} in {spec!r}; choose none, {', '.join(METHODS)}"
             )
-        options = []
+        allowed = {
+            "blur": ("kernel", "region"),
+            "pixelate": ("cells", "region"),
+            "solid": ("region",),
+        }.get(name, ())
+        options: dict[str, str] = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
-            if not eq or key not in VARIANT_OPTIONS:
+            if not eq or key not in allowed:
                 raise ConfigError(
-                    f"bad option {item!r} in {spec!r}; options are "
-                    f"{', '.join(k + '=...' for k in VARIANT_OPTIONS)}"
+                    f"bad option {item!r} in {spec!r}; {name} takes "
+                    + (", ".join(k + "=..." for k in allowed) if allowed else "no options")
                 )
-            options.append((key, value))
-        if name == "none" and options:
-            raise ConfigError(f"'none' takes no options, got {spec!r}")
-        return cls(spec.strip(), name, tuple(options))
+            if key in options:
+                raise ConfigError(f"option {key!r} given twice in {spec!r}")
+            options[key] = value
+        return cls(spec.strip(), name, tuple(options.items()))
 
     def config(self, base: AnonymizerConfig) -> AnonymizerConfig | None:
         """The pipeline configuration of this variant (None for ``none``), validated."""
@@ -100,8 +107,8 @@ def parse_face_size(text: str) -> int | None:
         size = int(text)
     except ValueError:
         raise ConfigError(f"face size must be 'native' or pixels, got {text!r}") from None
-    if size < 8:
-        raise ConfigError(f"face size must be at least 8 px, got {size}")
+    if not 8 <= size <= MAX_FACE_SIZE:
+        raise ConfigError(f"face size must be in 8..{MAX_FACE_SIZE} px, got {size}")
     return size
 
 
@@ -185,10 +192,19 @@ def known_boxes(faces: Sequence[LabelledFace], hog: Detector, centerface: Detect
     largest CenterFace face, else None (the photo cannot be evaluated)."""
     boxes = []
     for face in faces:
-        if face.box is not None:
-            boxes.append(np.array(face.box, dtype=np.float64))
-            continue
         image = read_photo(face.path)
+        if face.box is not None:
+            box = np.array(face.box, dtype=np.float64)
+            height, width = image.shape[:2]
+            inside = (min(box[2], width) - max(box[0], 0)) * (min(box[3], height) - max(box[1], 0))
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if min(box[2], width) <= max(box[0], 0) or inside < 0.5 * area:
+                raise InputError(
+                    f"{face.path}: the labelled box {face.box} lies mostly outside the "
+                    f"{width}x{height} image"
+                )
+            boxes.append(box)
+            continue
         found = hog.detect(image) or centerface.detect(image)
         largest = max(found, key=lambda b: b.width * b.height, default=None)
         boxes.append(None if largest is None else largest.as_array())
