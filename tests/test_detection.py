@@ -84,7 +84,14 @@ def test_large_frames_are_detected_after_downscaling(sample, shared_dir):
 
 def test_min_face_size_drops_small_boxes(sample, shared_dir):
     image = celeba_image(shared_dir, sample[5])
-    assert create_detector("centerface", DetectorSettings(min_face_size=2000)).detect(image) == []
+    found = create_detector("centerface").detect(image)
+    assert found and max(b.width for b in found) < 200
+    assert create_detector("centerface", DetectorSettings(min_face_size=200)).detect(image) == []
+
+
+def test_a_min_face_size_that_would_hide_ordinary_faces_is_refused():
+    with pytest.raises(ConfigError, match="min_face_size must be in 0..256"):
+        create_detector("centerface", DetectorSettings(min_face_size=2000))
 
 
 def test_unknown_detector_is_a_configuration_error():
