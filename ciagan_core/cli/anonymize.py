@@ -180,8 +180,8 @@ def _output_relative(source: Path, root: str) -> Path:
 def plan_jobs(files: list[Path], inputs: list[Path], out: Path, single_file: bool) -> list[Job]:
     """Every output path, decided before anything is written. Outputs keep the inputs' folder
     structure below their common folder (one folder input: below that folder). Two outputs on
-    one path, an output on an input, or an output over any file inside an input folder is an
-    InputError."""
+    one path, an output on an input or inside an input folder, or a suffix the output cannot
+    be written as is an InputError."""
     if single_file:
         jobs = [Job(files[0], out)]
     else:
