@@ -90,7 +90,7 @@ def test_min_face_size_drops_small_boxes(sample, shared_dir):
 
 
 def test_a_min_face_size_that_would_hide_ordinary_faces_is_refused():
-    with pytest.raises(ConfigError, match="min_face_size must be in 0..256"):
+    with pytest.raises(ConfigError, match=r"min_face_size must be in 0\.\.256"):
         create_detector("centerface", DetectorSettings(min_face_size=2000))
 
 
