@@ -120,6 +120,10 @@ def _storage_of(path: Path) -> str:
         raise BagError(f"{path}: not a rosbag2 folder (metadata.yaml: {exc})") from None
 
 
+#: Modules whose exceptions mean a damaged bag.
+_READER_MODULES = ("rosbags", "sqlite3", "apsw", "zstandard", "lz4", "mcap", "ruamel", "yaml")
+
+
 def _reading(step: Callable, source: Path) -> Callable:
     """``step`` with the errors of a damaged bag (rosbags' own) turned into one BagError."""
 
@@ -127,7 +131,7 @@ def _reading(step: Callable, source: Path) -> Callable:
         try:
             return step(*args)
         except Exception as exc:
-            if type(exc).__module__.split(".")[0] in ("rosbags", "sqlite3", "zstandard", "lz4"):
+            if type(exc).__module__.split(".")[0] in _READER_MODULES:
                 raise BagError(f"{source}: cannot read the bag (truncated?): {exc}") from None
             raise
 
@@ -160,10 +164,7 @@ def anonymize_bag(
     progress = progress or (lambda done, total: None)
     if not source.is_dir():
         raise BagError(f"{source}: no such rosbag2 folder")
-    if target.exists() and not settings.overwrite:
-        raise BagError(f"{target} exists; pass --overwrite to replace it")
-    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
-        raise BagError(f"{target}: the output must not be the input or inside it")
+    _check_target(source, target, settings.overwrite)
     storage = settings.storage or _storage_of(source)
     if storage not in STORAGES:
         raise BagError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -177,13 +178,28 @@ def anonymize_bag(
         raise BagError(f"{source}: cannot read the bag ({exc})") from None
     try:
         images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
-        unknown = set(settings.keep_topics) - {c.topic for c in images}
+        unknown = (
+            set(settings.keep_topics)
+            - {c.topic for c in images}
+            - {c.topic for c in reader.connections if _may_carry_images(c)}
+        )
         if unknown:
             raise BagError(f"--keep-topic names no image topic of the bag: {sorted(unknown)}")
+        hidden = sorted(
+            {c.topic for c in reader.connections if _may_carry_images(c)}
+            - set(settings.keep_topics)
+        )
+        if hidden:  # images the tool cannot reach: never copied raw without being told to
+            raise BagError(
+                f"topics {hidden} carry images inside other message types (or video); they "
+                "cannot be anonymized: keep them raw with --keep-topic only if they show no "
+                "people, or drop them from the bag first"
+            )
         work = [c for c in images if c.topic not in settings.keep_topics]
         topics = {
             c.topic: TopicReport(c.msgtype, kept_raw=c.topic in settings.keep_topics)
-            for c in images
+            for c in reader.connections
+            if c.msgtype in IMAGE_TYPES or _may_carry_images(c)
         }
         total = sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
         detector = create_detector(config.detector, config.detector_settings)
@@ -195,9 +211,9 @@ def anonymize_bag(
         }
         for topic, frames in recovered.items():
             topics[topic].recovered_frames = sum(1 for boxes in frames if boxes)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        parent = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        tmp = parent / target.name  # the data file is named after this folder
         try:
-            shutil.rmtree(tmp)  # the Writer creates the folder itself
             writer = Writer(
                 tmp,
                 version=9,
@@ -234,23 +250,60 @@ def anonymize_bag(
                 "settings": {"bag": asdict(settings), "pipeline": asdict(config)},
                 "topics": {t: asdict(r) for t, r in topics.items()},
                 "copied_messages": sum(
-                    c.msgcount
-                    for c in reader.connections
-                    if c.topic not in {w.topic for w in work}
+                    c.msgcount for c in reader.connections if c.id not in {w.id for w in work}
                 ),
                 "wall_s": round(time.perf_counter() - start, 2),
             }
-            if target.exists():  # --overwrite: replaced only now that the new one is complete
-                shutil.rmtree(target)
+            report_path = target.with_name(target.name + ".report.json")
+            report_path.unlink(missing_ok=True)  # never an old report beside a new bag
+            if target.exists():  # --overwrite: the old bag moves aside only now
+                os.replace(target, parent / "previous")
             os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_bytes_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
+        finally:
+            shutil.rmtree(parent, ignore_errors=True)
     finally:
         reader.close()
-    report_path = target.with_name(target.name + ".report.json")
-    write_bytes_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
     return report
+
+
+def _check_target(source: Path, target: Path, overwrite: bool) -> None:
+    """Refuse an output that would lose anything: the input, a folder holding it, a folder
+    that is not a rosbag2 bag, a file, a missing or unwritable parent."""
+    src, dst = source.resolve(), target.resolve()
+    if dst == src or src in dst.parents or dst in src.parents or dst == Path.cwd().resolve():
+        raise BagError(f"{target}: the output must be a new folder apart from the input")
+    if target.exists():
+        if not overwrite:
+            raise BagError(f"{target} exists; pass --overwrite to replace it")
+        if not (target.is_dir() and (target / "metadata.yaml").is_file()):
+            raise BagError(f"{target} exists and is not a rosbag2 folder: it is not replaced")
+    if not target.parent.is_dir():
+        raise BagError(f"{target.parent}: no such folder")
+    try:
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as exc:
+        raise BagError(f"{target.parent}: cannot write there ({exc.strerror})") from None
+
+
+#: Message types that carry camera images in a form the codec cannot decode.
+VIDEO_TYPES = (
+    "theora_image_transport/msg/Packet",
+    "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
+    "foxglove_msgs/msg/CompressedVideo",
+    "h264_msgs/msg/Packet",
+)
+
+
+def _may_carry_images(connection: Any) -> bool:
+    """A non-image connection whose messages embed images or video (not anonymizable here)."""
+    if connection.msgtype in IMAGE_TYPES:
+        return False
+    if connection.msgtype in VIDEO_TYPES:
+        return True
+    definition = getattr(connection.msgdef, "data", "") or ""
+    return "sensor_msgs/Image" in definition or "sensor_msgs/CompressedImage" in definition
 
 
 def _detect_all(reader, work, detector, topics, progress, total):
@@ -294,6 +347,7 @@ def _write_all(
     """Second pass: copy every connection, anonymize the image topics (one tracker and identity
     policy per topic, one landmarker and engine for all), write."""
     work_topics = {c.topic for c in work}
+    work_ids = {c.id for c in work}
     outputs = {}
     for connection in reader.connections:
         ext = connection.ext
@@ -343,7 +397,7 @@ def _write_all(
     for connection, timestamp, raw in reader.messages():
         done += 1
         progress(done, total)
-        if connection.topic not in work_topics:
+        if connection.id not in work_ids:
             writer.write(outputs[connection.id], timestamp, raw)  # byte for byte
             continue
         topic = connection.topic

@@ -155,9 +155,22 @@ class FrameHandler:
             if out.status == "ok" and out.latency_ms > self.max_latency_ms:
                 out = self._failed(item, "late", f"ready after {out.latency_ms:.0f} ms")
                 out.latency_ms = (self.clock() - item.received) * 1e3
-            self._account(out)
             if out.image is not None:
-                self.publish(out)
+                try:
+                    self.publish(out)
+                except Exception as exc:  # one bad frame must not stop the camera
+                    log.error("publishing a frame of %s failed: %s", item.camera, exc)
+                    out = OutFrame(
+                        item.camera,
+                        None,
+                        item.header,
+                        item.context,
+                        [],
+                        "error",
+                        f"publish failed: {exc}",
+                        out.latency_ms,
+                    )
+            self._account(out)
         return len(items)
 
     def _anonymize(self, items: list[InFrame], anonymizers) -> list[OutFrame]:

@@ -109,6 +109,8 @@ def _pixels(msg: Any, layout: _Layout) -> np.ndarray:
 def image_to_frame(msg: Any) -> np.ndarray:
     """A sensor_msgs/Image (rclpy or rosbags) as a pipeline frame: BGR, BGRA or gray."""
     layout = _layout(str(msg.encoding))
+    if layout.yuv and int(msg.width) % 2:
+        raise InputError(f"{msg.encoding} image of odd width {msg.width}: 4:2:2 needs pairs")
     pixels = _pixels(msg, layout)
     if layout.yuv:
         code = cv2.COLOR_YUV2BGR_UYVY if layout.yuv == "uyvy" else cv2.COLOR_YUV2BGR_YUYV
@@ -158,7 +160,10 @@ def frame_to_image_data(
         pixels = np.where(unchanged[..., None], before, pixels)
     wire = pixels.astype(_wire_dtype(layout, like.is_bigendian))
     rows[:, :row_bytes] = wire.view(np.uint8).reshape(height, row_bytes)
-    return rows.reshape(-1)[: _buffer(like.data).size].copy()
+    data = _buffer(like.data).copy()  # same length: bytes past the last row are kept too
+    covered = min(data.size, rows.size)
+    data[:covered] = rows.reshape(-1)[:covered]
+    return data
 
 
 # -- CompressedImage ---------------------------------------------------------------------------

@@ -259,7 +259,7 @@ class AnonymizerNode(Node):
                 if isinstance(msg, CompressedImage)
                 else (image_to_frame(msg))
             )
-        except CiaganError as exc:  # nothing can be published for an undecodable frame
+        except Exception as exc:  # nothing can be published for an undecodable frame
             self._throttled_warning(camera, f"{camera}: frame dropped: {exc}")
             return
         self._handler.submit(InFrame(camera, frame, msg.header, time.monotonic(), (msg, frame)))
@@ -279,9 +279,8 @@ class AnonymizerNode(Node):
         if isinstance(msg, CompressedImage):
             height, width = out.image.shape[:2]
             channels = 1 if out.image.ndim == 2 else out.image.shape[2]
-            encoding = {1: "mono8", 3: "bgr8", 4: "bgra8"}[channels]
-            if out.image.dtype.itemsize == 2:
-                encoding = "mono16"
+            bits = 8 * out.image.dtype.itemsize
+            encoding = {1: f"mono{bits}", 3: f"bgr{bits}", 4: f"bgra{bits}"}[channels]
             step = width * channels * out.image.dtype.itemsize
             image = Image(
                 header=out.header, height=height, width=width, encoding=encoding, step=step

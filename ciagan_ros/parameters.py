@@ -274,6 +274,9 @@ def camera_identities(values: Mapping[str, Any]) -> dict[str, IdentityConfig]:
 def anonymizer_configs(values: Mapping[str, Any]) -> dict[str, AnonymizerConfig]:
     """One validated ``AnonymizerConfig`` per camera (they differ only in identity policy)."""
     config = anonymizer_config(values)
+    cameras = list({**defaults(), **values}["input_topics"])
+    if not cameras or len(set(cameras)) != len(cameras) or not all(c.strip() for c in cameras):
+        raise ConfigError(f"input_topics must list distinct, non-empty topics, got {cameras}")
     overrides = camera_identities(values)
     configs = {}
     for camera in {**defaults(), **values}["input_topics"]:

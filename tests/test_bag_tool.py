@@ -241,8 +241,20 @@ def test_an_existing_output_is_refused_unless_overwrite(scene, tmp_path, capsys)
     assert main(["bag", str(source), str(target), "--no-progress"]) == 1
     assert "exists" in capsys.readouterr().err
     assert (target / "precious.txt").read_text() == "keep me"
-    assert main(["bag", str(source), str(target), "--overwrite", "--no-progress"]) == 0
-    assert not (target / "precious.txt").exists() and (target / "metadata.yaml").is_file()
+    assert main(["bag", str(source), str(target), "--overwrite", "--no-progress"]) == 1
+    assert (target / "precious.txt").read_text() == "keep me"  # not a bag: never replaced
+    bag = tmp_path / "bag_out"
+    assert main(["bag", str(source), str(bag), "--no-progress"]) == 0
+    first = bag.with_name("bag_out.report.json").read_text()
+    assert main(["bag", str(source), str(bag), "--overwrite", "--no-progress"]) == 0
+    assert (bag / "metadata.yaml").is_file()
+    assert bag.with_name("bag_out.report.json").read_text() != first  # the new run's report
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bag_out",
+        "bag_out.report.json",
+        "in",
+        "out",
+    ]
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
@@ -293,3 +305,71 @@ def test_an_image_topic_in_an_unsupported_encoding_must_be_kept_explicitly(scene
         source, target, AnonymizerConfig(), BagSettings(keep_topics=("/depth",))
     )
     assert report["topics"]["/depth"]["kept_raw"] is True
+
+
+def test_overwrite_never_touches_the_input_or_a_folder_that_is_not_a_bag(scene, tmp_path):
+    frames, _ = scene
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    source = parent / "in"
+    _write_bag(source, frames[:2], "sqlite3")
+    (parent / "notes.txt").write_text("precious")
+    for target in (parent, tmp_path):  # a folder holding the input
+        with pytest.raises(BagError, match="apart from the input"):
+            anonymize_bag(source, target, AnonymizerConfig(), BagSettings(overwrite=True))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(BagError, match="not a rosbag2 folder"):
+        anonymize_bag(source, other, AnonymizerConfig(), BagSettings(overwrite=True))
+    assert (parent / "notes.txt").read_text() == "precious" and (source / "metadata.yaml").exists()
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_images_inside_other_message_types_stop_the_run_unless_kept(scene, tmp_path):
+    from rosbags.typesys import get_types_from_msg
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    definition = "std_msgs/Header header\nsensor_msgs/Image image\n"
+    store.register(get_types_from_msg(definition, "my_msgs/msg/StampedImage"))
+    source, target = tmp_path / "in", tmp_path / "out"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/cam/stamped", "my_msgs/msg/StampedImage", typestore=store)
+        image = _image(scene[0][0], "bgr8", 5)
+        msg = store.types["my_msgs/msg/StampedImage"](header=image.header, image=image)
+        writer.write(conn, 5, store.serialize_cdr(msg, conn.msgtype))
+    with pytest.raises(BagError, match="carry images inside other message types"):
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert not target.exists()
+    report = anonymize_bag(
+        source, target, AnonymizerConfig(), BagSettings(keep_topics=("/cam/stamped",))
+    )
+    assert report["topics"]["/cam/stamped"]["kept_raw"] is True
+
+
+def test_a_topic_with_an_image_and_another_connection_copies_the_other(scene, tmp_path):
+    source, target = tmp_path / "in", tmp_path / "out"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+        image_conn = writer.add_connection("/cam", "sensor_msgs/msg/Image", typestore=STORE)
+        text_conn = writer.add_connection("/cam", "std_msgs/msg/String", typestore=STORE)
+        for i in range(3):
+            msg = _image(scene[0][i], "bgr8", i)
+            writer.write(image_conn, 10 * i, STORE.serialize_cdr(msg, image_conn.msgtype))
+            note = T["std_msgs/msg/String"](data=f"note {i}")
+            writer.write(text_conn, 10 * i + 1, STORE.serialize_cdr(note, text_conn.msgtype))
+    anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    with AnyReader([target]) as reader:
+        notes = [
+            bytes(raw) for c, _, raw in reader.messages() if c.msgtype == "std_msgs/msg/String"
+        ]
+    with AnyReader([source]) as reader:
+        expected = [
+            bytes(raw) for c, _, raw in reader.messages() if c.msgtype == "std_msgs/msg/String"
+        ]
+    assert notes == expected and len(notes) == 3
+
+
+def test_the_data_file_is_named_after_the_output_bag(anonymized):
+    _, target, _, _ = anonymized
+    names = [p.name for p in target.iterdir() if p.suffix in (".mcap", ".db3")]
+    assert names and all(n.startswith(target.name) for n in names)

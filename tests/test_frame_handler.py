@@ -159,3 +159,19 @@ def test_the_worker_thread_publishes_without_blocking_the_caller(photos, detecto
     finally:
         handler.stop()
     assert published[0].status == "ok"
+
+
+def test_a_publisher_that_raises_does_not_stop_the_camera(photos):
+    calls = []
+
+    def publish(out):
+        calls.append(out.header)
+        if len(calls) == 1:
+            raise RuntimeError("encoder failed")
+
+    handler = FrameHandler(["cam"], publish)
+    handler.submit(InFrame("cam", photos[0], 1, time.monotonic()))
+    handler.process_pending()
+    handler.submit(InFrame("cam", photos[1], 2, time.monotonic()))
+    handler.process_pending()
+    assert calls == [1, 2] and handler.stats["cam"].failures.get("error") == 1

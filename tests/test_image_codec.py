@@ -216,3 +216,18 @@ def test_a_corrupt_compressed_image_is_a_clear_error(photo):
     msg = CompressedImage(header=_header(), format="jpeg", data=encoded.reshape(-1)[:50])
     with pytest.raises(InputError, match="cannot decode"):
         compressed_to_frame(msg)
+
+
+def test_packed_422_of_odd_width_is_a_clear_error(photo):
+    msg = _pack(photo, "yuyv", 0)
+    odd = Image(
+        header=msg.header,
+        height=msg.height,
+        width=msg.width - 1,
+        encoding="yuyv",
+        is_bigendian=0,
+        step=msg.step,
+        data=msg.data,
+    )
+    with pytest.raises(InputError, match="odd width"):
+        image_to_frame(odd)
