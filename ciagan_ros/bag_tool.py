@@ -87,6 +87,19 @@ class TopicReport:
     kept_raw: bool = False
 
 
+@dataclass
+class _Progress:
+    """Messages handled so far out of ``total`` (both passes), reported to ``report``."""
+
+    report: Callable[[int, int], None]
+    total: int
+    done: int = 0
+
+    def step(self) -> None:
+        self.done += 1
+        self.report(self.done, self.total)
+
+
 class _Precomputed:
     """A detector that returns the boxes found in the first pass, frame by frame."""
 
@@ -201,11 +214,11 @@ def anonymize_bag(
             for c in reader.connections
             if c.msgtype in IMAGE_TYPES or _may_carry_images(c)
         }
-        total = sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
-        detector = create_detector(config.detector, config.detector_settings)
-        detections, done = _reading(_detect_all, source)(
-            reader, work, detector, topics, progress, total
+        counter = _Progress(
+            progress, sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
         )
+        detector = create_detector(config.detector, config.detector_settings)
+        detections = _reading(_detect_all, source)(reader, work, detector, counter)
         recovered = {
             topic: recover_faces(frames, settings.max_gap) for topic, frames in detections.items()
         }
@@ -221,19 +234,13 @@ def anonymize_bag(
             )
             writer.open()
             try:
+                boxes = {
+                    topic: [a + b for a, b in zip(found, recovered[topic], strict=True)]
+                    for topic, found in detections.items()
+                }
+                precision = getattr(detector, "precision", None)
                 _reading(_write_all, source)(
-                    reader,
-                    writer,
-                    work,
-                    config,
-                    settings,
-                    detector,
-                    detections,
-                    recovered,
-                    topics,
-                    progress,
-                    done,
-                    total,
+                    reader, writer, work, config, settings, precision, boxes, topics, counter
                 )
             except BaseException:
                 writer.close()
@@ -306,12 +313,11 @@ def _may_carry_images(connection: Any) -> bool:
     return "sensor_msgs/Image" in definition or "sensor_msgs/CompressedImage" in definition
 
 
-def _detect_all(reader, work, detector, topics, progress, total):
+def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[list[FaceBox]]]:
     """First pass: every frame's detections, per topic. Unsupported encodings stop here."""
     detections: dict[str, list[list[FaceBox]]] = {c.topic: [] for c in work}
-    done = 0
     if not work:  # rosbags reads every connection when given none
-        return detections, done
+        return detections
     for connection, _, raw in reader.messages(connections=work):
         msg = reader.deserialize(raw, connection.msgtype)
         try:
@@ -325,25 +331,13 @@ def _detect_all(reader, work, detector, topics, progress, total):
                 ) from None
             boxes = None  # an undecodable frame: dropped in the second pass
         detections[connection.topic].append(boxes if boxes is not None else [])
-        done += 1
-        progress(done, total)
-    return detections, done
+        counter.step()
+    return detections
 
 
 def _write_all(
-    reader,
-    writer,
-    work,
-    config,
-    settings,
-    detector,
-    detections,
-    recovered,
-    topics,
-    progress,
-    done,
-    total,
-):
+    reader, writer, work, config, settings, precision, boxes, topics, counter: _Progress
+) -> None:
     """Second pass: copy every connection, anonymize the image topics (one tracker and identity
     policy per topic, one landmarker and engine for all), write."""
     work_topics = {c.topic for c in work}
@@ -359,7 +353,7 @@ def _write_all(
             serialization_format=getattr(ext, "serialization_format", "cdr"),
             offered_qos_profiles=getattr(ext, "offered_qos_profiles", []),
         )
-    precomputed = _Precomputed(getattr(detector, "precision", None))
+    precomputed = _Precomputed(precision)
     first = Anonymizer(config, detector=precomputed)
     anonymizers = {
         topic: Anonymizer(
@@ -395,8 +389,7 @@ def _write_all(
         pending.clear()
 
     for connection, timestamp, raw in reader.messages():
-        done += 1
-        progress(done, total)
+        counter.step()
         if connection.id not in work_ids:
             writer.write(outputs[connection.id], timestamp, raw)  # byte for byte
             continue
@@ -412,8 +405,7 @@ def _write_all(
             topics[topic].dropped_frames += 1
             log.warning("%s frame %d dropped (not decodable): %s", topic, i, exc)
             continue
-        boxes = detections[topic][i] + recovered[topic][i]
-        pending.append((connection, timestamp, msg, frame, boxes))
+        pending.append((connection, timestamp, msg, frame, boxes[topic][i]))
         if len(pending) >= settings.batch:
             flush()
     flush()
