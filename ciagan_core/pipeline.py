@@ -191,16 +191,14 @@ class Anonymizer:
 
     # -- stages -------------------------------------------------------------------------------
 
-    def _analyse(self, frame: np.ndarray) -> _Pending:
+    def _analyse(self, frame: np.ndarray, found: list[FaceBox] | None = None) -> _Pending:
         cfg = self.config
         timings = dict.fromkeys(STAGES, 0.0)
         work = to_working(frame)
         bgr = work.bgr
 
         start = time.perf_counter()
-        boxes = self.detector.detect(bgr)
-        for view in work.detection_views:  # faces a few very bright pixels pushed into the dark
-            boxes = _merged(boxes, self.detector.detect(view))
+        boxes = detect_faces(self.detector, work) if found is None else list(found)
         timings["detect"] = (time.perf_counter() - start) * 1e3
 
         track_ids, held, ended = self.tracker.update(
@@ -319,6 +317,15 @@ class Anonymizer:
             work.mark(matte)
 
 
+def detect_faces(detector: Detector, work: WorkingFrame) -> list[FaceBox]:
+    """The faces in a working frame, searched in each of its detection views too (16-bit
+    frames whose bright pixels push the faces into the dark; frames.py)."""
+    boxes = detector.detect(work.bgr)
+    for view in work.detection_views:
+        boxes = _merged(boxes, detector.detect(view))
+    return boxes
+
+
 def _merged(boxes: list[FaceBox], more: list[FaceBox]) -> list[FaceBox]:
     """``boxes`` plus those of ``more`` that overlap none of them (IoU < 0.3)."""
     if not boxes:
@@ -340,10 +347,18 @@ def _inside(
     )
 
 
-def anonymize_together(items: Sequence[tuple[Anonymizer, np.ndarray]]) -> list[FrameResult]:
+def anonymize_together(
+    items: Sequence[tuple[Anonymizer, np.ndarray]],
+    detections: Sequence[list[FaceBox]] | None = None,
+) -> list[FrameResult]:
     """Anonymize frames, each with its own anonymizer (its camera's tracker and identities),
-    with one generator call for all their faces: the anonymizers must share one engine."""
-    pending = [anonymizer._analyse(frame) for anonymizer, frame in items]
+    with one generator call for all their faces: the anonymizers must share one engine.
+    ``detections``, when given, are each frame's faces found beforehand (an offline first
+    pass), used instead of running the detector again."""
+    found = list(detections) if detections is not None else [None] * len(items)
+    if len(found) != len(items):
+        raise ValueError("one list of detections per frame is needed")
+    pending = [a._analyse(frame, boxes) for (a, frame), boxes in zip(items, found, strict=True)]
     _generate(pending)
     results = []
     for item in pending:

@@ -31,7 +31,7 @@ from ciagan_core.detection import create_detector
 from ciagan_core.errors import CiaganError, InputError
 from ciagan_core.faces import FaceBox
 from ciagan_core.frames import to_working
-from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, anonymize_together
+from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, anonymize_together, detect_faces
 from ciagan_ros.frame_handler import pixelate_whole
 from ciagan_ros.image_codec import (
     compressed_to_frame,
@@ -98,19 +98,6 @@ class _Progress:
     def step(self) -> None:
         self.done += 1
         self.report(self.done, self.total)
-
-
-class _Precomputed:
-    """A detector that returns the boxes found in the first pass, frame by frame."""
-
-    name = "precomputed"
-
-    def __init__(self, precision: str | None):
-        self.precision = precision
-        self.queue: list[list[FaceBox]] = []
-
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        return self.queue.pop(0)
 
 
 def _sha256(path: str) -> str:
@@ -238,9 +225,8 @@ def anonymize_bag(
                     topic: [a + b for a, b in zip(found, recovered[topic], strict=True)]
                     for topic, found in detections.items()
                 }
-                precision = getattr(detector, "precision", None)
                 _reading(_write_all, source)(
-                    reader, writer, work, config, settings, precision, boxes, topics, counter
+                    reader, writer, work, config, settings, detector, boxes, topics, counter
                 )
             except BaseException:
                 writer.close()
@@ -322,7 +308,7 @@ def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[li
         msg = reader.deserialize(raw, connection.msgtype)
         try:
             frame = _decode(msg, connection.msgtype)
-            boxes = detector.detect(to_working(frame).bgr)
+            boxes = detect_faces(detector, to_working(frame))
         except InputError as exc:
             if "unsupported" in str(exc):
                 raise BagError(
@@ -336,7 +322,7 @@ def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[li
 
 
 def _write_all(
-    reader, writer, work, config, settings, precision, boxes, topics, counter: _Progress
+    reader, writer, work, config, settings, detector, boxes, topics, counter: _Progress
 ) -> None:
     """Second pass: copy every connection, anonymize the image topics (one tracker and identity
     policy per topic, one landmarker and engine for all), write."""
@@ -353,11 +339,10 @@ def _write_all(
             serialization_format=getattr(ext, "serialization_format", "cdr"),
             offered_qos_profiles=getattr(ext, "offered_qos_profiles", []),
         )
-    precomputed = _Precomputed(precision)
-    first = Anonymizer(config, detector=precomputed)
+    first = Anonymizer(config, detector=detector)  # detection itself is done: boxes
     anonymizers = {
         topic: Anonymizer(
-            config, detector=precomputed, landmarker=first.landmarker, engine=first.engine
+            config, detector=first.detector, landmarker=first.landmarker, engine=first.engine
         )
         for topic in work_topics
     }
@@ -367,9 +352,10 @@ def _write_all(
     def flush() -> None:
         if not pending:
             return
-        precomputed.queue = [boxes for *_, boxes in pending]
         try:
-            results = anonymize_together([(anonymizers[p[0].topic], p[3]) for p in pending])
+            results = anonymize_together(
+                [(anonymizers[p[0].topic], p[3]) for p in pending], [p[4] for p in pending]
+            )
         except Exception as exc:  # fail closed: these frames pixelated whole
             log.error("anonymization failed for %d frames: %s", len(pending), exc)
             results = [None] * len(pending)

@@ -373,3 +373,30 @@ def test_the_data_file_is_named_after_the_output_bag(anonymized):
     _, target, _, _ = anonymized
     names = [p.name for p in target.iterdir() if p.suffix in (".mcap", ".db3")]
     assert names and all(n.startswith(target.name) for n in names)
+
+
+def test_a_10_bit_mono16_topic_with_a_full_scale_banner_is_anonymized(scene, tmp_path):
+    frames, boxes = scene
+    source, target = tmp_path / "in", tmp_path / "out"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/ir", "sensor_msgs/msg/Image", typestore=STORE)
+        for i in range(3):
+            deep = cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY).astype(np.uint16) * 4
+            deep[:10] = 65535  # a burned-in timestamp at full scale
+            msg = _image(frames[i], "mono8", i)
+            msg = T["sensor_msgs/msg/Image"](
+                header=msg.header,
+                height=deep.shape[0],
+                width=deep.shape[1],
+                encoding="mono16",
+                is_bigendian=0,
+                step=deep.shape[1] * 2,
+                data=deep.view(np.uint8).reshape(-1),
+            )
+            writer.write(conn, i, STORE.serialize_cdr(msg, conn.msgtype))
+    report = anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert report["topics"]["/ir"]["faces"] >= 3
+    before, after = _read(source)["/ir"]["decoded"], _read(target)["/ir"]["decoded"]
+    x0, y0, x1, y1 = boxes[0].astype(int)
+    face = (slice(y0 + 10, y1 - 10), slice(x0 + 10, x1 - 10))
+    assert (_to_frame(after[0])[face] != _to_frame(before[0])[face]).mean() > 0.5
