@@ -53,7 +53,7 @@ _TYPES = {
     "string_array": Parameter.Type.STRING_ARRAY,
     "integer_array": Parameter.Type.INTEGER_ARRAY,
 }
-#: Parameters read only when topics are created (changing them needs deactivate/activate).
+#: Parameters read when the node is configured (changing them needs cleanup, configure).
 _TOPIC_PARAMETERS = {"input_topics", "input_transport", "qos_reliability", "qos_depth"}
 
 
@@ -104,6 +104,13 @@ class AnonymizerNode(Node):
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Validate with the CLI's validation; apply on the worker's next frame."""
         changes = {p.name: p.value for p in params}
+        topics = sorted(_TOPIC_PARAMETERS & set(changes))
+        if topics and self._handler is not None:
+            return SetParametersResult(
+                successful=False,
+                reason=f"{', '.join(topics)} take effect on configure: deactivate and clean up "
+                "the node first",
+            )
         try:
             check_values(changes)
             anonymizer_configs({**self._values(), **changes})
