@@ -175,15 +175,26 @@ def network_mask(mask_image: np.ndarray) -> np.ndarray:
     return ((1.0 - resized) > MASK_THRESHOLD).astype(np.float32)[None]
 
 
-def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray) -> AlignedFace | None:
-    """Align one face of a BGR frame; None if its eye corners give no usable window."""
+def aligned_crop(
+    frame_bgr: np.ndarray, landmarks: np.ndarray
+) -> tuple[CropWindow, np.ndarray, np.ndarray] | None:
+    """The CelebA-framed 178x218 BGR crop of a face and its 68 landmarks in crop pixels
+    (REFERENCE §3.1-2): what training data stores, and what inference aligns from."""
     window = crop_window(landmarks)
     if window is None:
         return None
     crop = extract_window(frame_bgr, window.x0, window.y0, window.width, window.height)
     crop = cv2.resize(crop, (CROP_WIDTH, CROP_HEIGHT), interpolation=cv2.INTER_CUBIC)
+    return window, crop, window.to_crop(landmarks)
+
+
+def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray) -> AlignedFace | None:
+    """Align one face of a BGR frame; None if its eye corners give no usable window."""
+    aligned = aligned_crop(frame_bgr, landmarks)
+    if aligned is None:
+        return None
+    window, crop, points = aligned
     crop_rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    points = window.to_crop(landmarks)
     return AlignedFace(
         window=window,
         face=to_network(crop_rgb).transpose(2, 0, 1),
@@ -195,8 +206,8 @@ def align_face(frame_bgr: np.ndarray, landmarks: np.ndarray) -> AlignedFace | No
 
 #: How far inside the replaced region the detector's eye keypoints must be, in eye distances.
 #: Measured on 200 CelebA faces: every face cut at the box's upper quarter has its eyes at
-#: least 0.2 outside; whole faces have them at least 0.1 inside (1% closer), but small faces'
-#: keypoints are noisier, so the eyes need only be inside.
+#: least 0.2 outside; 99% of whole faces have them at least 0.1 inside, and the 1% closer
+#: fall back to the grown box (the safe side).
 EYE_MARGIN = 0.1
 #: A box this close to the frame's edge (px, or this share of the box's size, whichever is
 #: larger) may belong to a face the frame cuts off: detectors stop their boxes a few pixels
