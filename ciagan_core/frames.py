@@ -25,6 +25,8 @@ from ciagan_core.blend import Matte
 from ciagan_core.errors import InputError
 
 MAX_SIDE = 16384
+#: Image file suffixes read as frames (.jfif and .jpe are JPEG files under other names).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 #: The white point of a 16-bit frame ignores this share of its brightest values (hot pixels).
 WHITE_PERCENTILE = 99.9
 #: The bulk of a 16-bit frame's values, whose bit depth a second detection view uses.
@@ -85,10 +87,17 @@ def white_points(frame: np.ndarray) -> tuple[float, float | None]:
     return white, (bulk_white if white >= 4 * bulk_white else None)
 
 
-def _to_eight(frame: np.ndarray, white: float) -> np.ndarray:
+def _scaled(frame: np.ndarray, white: float) -> np.ndarray:
+    """The colour channels of a 16-bit frame in 8 bits, ``white`` becoming 255."""
     colour = frame if frame.ndim == 2 else frame[:, :, :3]
-    eight = cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
-    return cv2.cvtColor(eight, cv2.COLOR_GRAY2BGR) if eight.ndim == 2 else eight
+    return cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
+
+
+def _as_bgr(eight: np.ndarray) -> np.ndarray:
+    """A new BGR uint8 array from a gray, BGR or BGRA one (private: the pipeline draws in it)."""
+    if eight.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(eight), cv2.COLOR_GRAY2BGR)
+    return np.array(eight[:, :, :3], order="C", copy=True)
 
 
 def to_working(frame: object) -> WorkingFrame:
@@ -108,20 +117,13 @@ def to_working(frame: object) -> WorkingFrame:
         raise InputError(f"frame of {frame.shape[1]}x{frame.shape[0]} exceeds {MAX_SIDE} px")
     white, views = None, []
     if frame.dtype == np.uint8:
-        eight = frame
+        bgr = _as_bgr(frame)
     elif frame.dtype == np.uint16:
         white, bulk_white = white_points(frame)
-        colour = frame if frame.ndim == 2 else frame[:, :, :3]
-        eight = cv2.convertScaleAbs(np.ascontiguousarray(colour), alpha=255.0 / white)
+        bgr = _as_bgr(_scaled(frame, white))
         if bulk_white is not None:
-            views.append(_to_eight(frame, bulk_white))
+            views.append(_as_bgr(_scaled(frame, bulk_white)))
     else:
         raise InputError(f"unsupported pixel type {frame.dtype}: expected uint8 or uint16")
-    if eight.ndim == 2:
-        bgr = cv2.cvtColor(np.ascontiguousarray(eight), cv2.COLOR_GRAY2BGR)
-    elif eight.shape[2] == 4:
-        bgr = np.ascontiguousarray(eight[:, :, :3])
-    else:
-        bgr = np.array(eight, order="C", copy=True)  # private: the pipeline draws into it
     touched = np.zeros(frame.shape[:2], dtype=bool)
     return WorkingFrame(bgr, frame, input_shape, white, touched, views)

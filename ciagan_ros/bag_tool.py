@@ -34,10 +34,9 @@ from ciagan_core.frames import to_working
 from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, anonymize_together, detect_faces
 from ciagan_ros.frame_handler import pixelate_whole
 from ciagan_ros.image_codec import (
-    compressed_to_frame,
     frame_to_compressed_data,
     frame_to_image_data,
-    image_to_frame,
+    message_to_frame,
 )
 from ciagan_ros.track_recovery import recover_faces
 
@@ -136,10 +135,6 @@ def _reading(step: Callable, source: Path) -> Callable:
             raise
 
     return run
-
-
-def _decode(msg: Any, msgtype: str) -> np.ndarray:
-    return compressed_to_frame(msg) if msgtype == COMPRESSED else image_to_frame(msg)
 
 
 def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, quality: int):
@@ -307,7 +302,7 @@ def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[li
     for connection, _, raw in reader.messages(connections=work):
         msg = reader.deserialize(raw, connection.msgtype)
         try:
-            frame = _decode(msg, connection.msgtype)
+            frame = message_to_frame(msg)
             boxes = detect_faces(detector, to_working(frame))
         except InputError as exc:
             if "unsupported" in str(exc):
@@ -385,7 +380,7 @@ def _write_all(
         topics[topic].messages += 1
         msg = reader.deserialize(raw, connection.msgtype)
         try:
-            frame = _decode(msg, connection.msgtype)
+            frame = message_to_frame(msg)
             to_working(frame)
         except InputError as exc:
             topics[topic].dropped_frames += 1

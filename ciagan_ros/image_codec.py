@@ -211,3 +211,8 @@ def frame_to_compressed_data(
     if not ok:
         raise InputError(f"cannot encode a {frame.dtype} {frame.shape} frame as {kind}")
     return encoded.reshape(-1)
+
+
+def message_to_frame(msg: Any) -> np.ndarray:
+    """An Image or a CompressedImage (the one with a ``format`` field) as a pipeline frame."""
+    return compressed_to_frame(msg) if hasattr(msg, "format") else image_to_frame(msg)

@@ -38,10 +38,9 @@ from ciagan_core.errors import CiaganError
 from ciagan_core.pipeline import Anonymizer
 from ciagan_ros.frame_handler import FrameHandler, InFrame, OutFrame
 from ciagan_ros.image_codec import (
-    compressed_to_frame,
     frame_to_compressed_data,
     frame_to_image_data,
-    image_to_frame,
+    message_to_frame,
 )
 from ciagan_ros.parameters import PARAMETERS, anonymizer_configs, check_values
 
@@ -261,11 +260,7 @@ class AnonymizerNode(Node):
     def _on_image(self, camera: str, msg: Any) -> None:
         """Executor callback: decode and hand over; inference runs on the worker."""
         try:
-            frame = (
-                compressed_to_frame(msg)
-                if isinstance(msg, CompressedImage)
-                else (image_to_frame(msg))
-            )
+            frame = message_to_frame(msg)
         except Exception as exc:  # nothing can be published for an undecodable frame
             self._throttled_warning(camera, f"{camera}: frame dropped: {exc}")
             return

@@ -135,9 +135,9 @@ def _read(path: Path) -> dict:
 
 
 def _to_frame(msg) -> np.ndarray:
-    from ciagan_ros.image_codec import compressed_to_frame, image_to_frame
+    from ciagan_ros.image_codec import message_to_frame
 
-    return compressed_to_frame(msg) if hasattr(msg, "format") else image_to_frame(msg)
+    return message_to_frame(msg)
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,11 @@ from ciagan_core import __version__
 from ciagan_core.atomic_write import atomic_path, write_bytes_atomic
 from ciagan_core.cli.pipeline_args import add_pipeline_arguments, pipeline_config
 from ciagan_core.errors import CiaganError, InputError
+from ciagan_core.frames import IMAGE_SUFFIXES
 from ciagan_core.pipeline import STAGES, Anonymizer, FrameResult
 
 log = logging.getLogger(__name__)
 
-# .jfif and .jpe are JPEG files under other names.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 #: Failed reads in a row after which the video decoder is taken to be stuck.
 STUCK_READS = 4
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ciagan_core.errors import InputError
+from ciagan_core.frames import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 IDENTITY_COLUMNS = ("celeba_identity", "identity")
 SPLITS = ("all", "tune", "holdout")

@@ -16,6 +16,7 @@ from ciagan_core.detection import create_detector
 from ciagan_core.detection.base import Detector
 from ciagan_core.errors import ConfigError, InputError
 from ciagan_core.evaluation.dataset import LabelledFace
+from ciagan_core.evaluation.fid import FidScorer, frechet_distance
 from ciagan_core.evaluation.recognition import FaceRecognizer, Gallery
 from ciagan_core.methods import METHODS, REGIONS, MethodSettings
 from ciagan_core.pipeline import Anonymizer, AnonymizerConfig
@@ -238,8 +239,6 @@ def evaluate(
     recognizer = FaceRecognizer()
     scorer = None
     if settings.fid:
-        from ciagan_core.evaluation.fid import FidScorer
-
         scorer = FidScorer(settings.device)
 
     on_stage("known faces", len(faces))
@@ -299,8 +298,6 @@ def evaluate(
             t = tallies[(variant.spec, size)]
             fid = None
             if scorer is not None:
-                from ciagan_core.evaluation.fid import frechet_distance
-
                 fid = round(frechet_distance(np.stack(t.features), np.stack(references[size])), 2)
             rows.append(
                 {

@@ -36,6 +36,7 @@ from ciagan_core.alignment import aligned_crop, landmark_problem
 from ciagan_core.detection.base import Detector
 from ciagan_core.errors import InputError
 from ciagan_core.evaluation.dataset import LabelledFace, holdout_identity
+from ciagan_core.evaluation.protocol import read_photo
 from ciagan_core.faces import FaceBox, box_iou
 from ciagan_core.landmarks.base import Landmarker
 
@@ -137,9 +138,9 @@ def prepare_faces(
 
 
 def _prepare_one(face: LabelledFace, detector, landmarker, settings):
-    data = np.fromfile(face.path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
+    try:
+        image = read_photo(face.path)
+    except InputError:
         return "cannot decode image", None
     box = _face_of(detector.detect(image), face.box)
     if box is None:
