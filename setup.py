@@ -18,7 +18,18 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["ciagan_core", "ciagan_core.*", "ciagan_ros", "ciagan_ros.*"]),
     # The public-domain portrait the int8 detector is calibrated on (detection/quantized.py).
-    package_data={"ciagan_core": ["data/*.jpg", "data/README.md"]},
+    # The face mesh landmarker: converted ONNX, its 468-to-68 map and MediaPipe's licence.
+    package_data={
+        "ciagan_core": [
+            "data/*.jpg",
+            "data/README.md",
+            "landmarks/face_mesh/*.onnx",
+            "landmarks/face_mesh/*.npz",
+            "landmarks/face_mesh/*.json",
+            "landmarks/face_mesh/LICENSE",
+            "landmarks/face_mesh/NOTICE",
+        ]
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

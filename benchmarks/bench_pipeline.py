@@ -120,8 +120,9 @@ def to_markdown(result: dict) -> str:
         "",
         "Stage times are milliseconds per frame. Rows: `blur` is the default configuration (the "
         "detection box grown 1.3x, no landmarks, int8 CenterFace); `blur-mask` blurs the "
-        "68-landmark mask instead (dlib landmarks); `blur-fp32det` is `blur` with the published "
-        "fp32 CenterFace; `ciagan` generates faces (needs `--model`).",
+        "68-landmark mask instead (dlib landmarks), `blur-mask-mesh` with the face mesh "
+        "landmarker; `blur-fp32det` is `blur` with the published fp32 CenterFace; `ciagan` "
+        "generates faces (needs `--model`), `ciagan-mesh` with the face mesh landmarker.",
         "",
         f"Detection recall on {rec['images']} shared faces: ours {rec['ours']:.4f} "
         f"({result['detector_precision']}), ours fp32 {rec['ours_fp32']:.4f}, "
@@ -170,12 +171,21 @@ def main() -> int:
             AnonymizerConfig(method="blur", detector_settings=DetectorSettings(precision="fp32"))
         ),
     }
+    methods["blur-mask-mesh"] = Anonymizer(
+        AnonymizerConfig(method="blur", region="mask", landmarks="mesh"), detector=blur.detector
+    )
     fp32_detector = methods["blur-fp32det"].detector
     if args.model:
         methods["ciagan"] = Anonymizer(
             AnonymizerConfig(method="ciagan", model=str(args.model)),
             detector=blur.detector,
             landmarker=methods["blur-mask"].landmarker,
+        )
+        methods["ciagan-mesh"] = Anonymizer(
+            AnonymizerConfig(method="ciagan", model=str(args.model), landmarks="mesh"),
+            detector=blur.detector,
+            landmarker=methods["blur-mask-mesh"].landmarker,
+            engine=methods["ciagan"].engine,
         )
     deface_detect, deface_run = deface_runner()
 

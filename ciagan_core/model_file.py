@@ -5,7 +5,8 @@ float32) plus string metadata:
 
 - ``format``: ``ciagan-generator``; ``format_version``: ``1``
 - ``num_identities``, ``image_size``
-- ``provenance``: JSON (where the weights came from, tool and version, time)
+- ``provenance``: JSON (where the weights came from, tool and version, time, and
+  ``landmarker``: the landmarker that drew the training data's landmarks)
 - ``weights_sha256``: hash of the tensors (names, dtypes, shapes, bytes) in key order, checked on
   every load so a damaged file is refused instead of generating garbage.
 """
@@ -202,6 +203,27 @@ def _open_checked(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     return meta, tensors
 
 
+def model_landmarker(path: str | Path | None) -> str | None:
+    """The landmarker a model file (or its ONNX export) was trained with, if it says; cheap
+    (metadata only), and None for anything unreadable (loading it reports that properly)."""
+    if not path:
+        return None
+    path = Path(path)
+    try:
+        if path.suffix == ".onnx":
+            import onnx
+
+            proto = onnx.load(str(path), load_external_data=False)
+            return {p.key: p.value for p in proto.metadata_props}.get("landmarker") or None
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        return json.loads(meta.get("provenance", "{}")).get("landmarker") or None
+    except Exception:  # only a hint; loading the model reports a damaged file
+        return None
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     """Metadata of a model file, after verifying its weights."""
     return load_model_file(path).info
@@ -265,6 +287,8 @@ def import_official(
         )
     provenance = {
         "source": "official-checkpoint",
+        # The authors prepared CelebA with dlib's 68-point predictor (REFERENCE §3).
+        "landmarker": "dlib",
         "source_file": checkpoint.name,
         "source_sha256": file_sha256(checkpoint),
         "tool": f"ciagan_core {__version__}",

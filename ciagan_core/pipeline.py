@@ -142,6 +142,21 @@ class _Pending:
     generated: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+def landmarker_mismatch(model: str | Path | None, landmarker: Landmarker | None) -> str:
+    """Why the generator may draw worse faces with this landmarker ("" when it matches or the
+    model does not say): a generator learns the look of its training data's landmark drawings."""
+    from ciagan_core.model_file import model_landmarker
+
+    trained = model_landmarker(model)
+    used = getattr(landmarker, "name", None)
+    if not trained or not used or trained == used:
+        return ""
+    return (
+        f"{Path(str(model)).name} was trained on {trained} landmarks but runs with the {used} "
+        f"landmarker; faces may look worse (use --landmarks {trained} for this model)"
+    )
+
+
 class Anonymizer:
     """Anonymizes BGR (or gray, BGRA, 16-bit) frames; see the module docstring."""
 
@@ -164,6 +179,8 @@ class Anonymizer:
             )
         self.engine = engine
         self.selector: IdentitySelector | None = None
+        #: Set when the model was trained on another landmarker's drawings than this one's.
+        self.landmarker_warning = ""
         if config.method == "ciagan":
             if self.engine is None:
                 self.engine = create_engine(
@@ -173,6 +190,9 @@ class Anonymizer:
                 self.engine.num_identities, Path(config.model or "").name or "the model"
             )
             self.selector = IdentitySelector(config.identity, self.engine.num_identities)
+            self.landmarker_warning = landmarker_mismatch(config.model, self.landmarker)
+            if self.landmarker_warning:
+                log.warning("%s", self.landmarker_warning)
         self.tracker = IoUTracker(max_missed=config.hold_frames)
 
     def reset(self) -> None:

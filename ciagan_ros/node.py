@@ -94,6 +94,7 @@ class AnonymizerNode(Node):
         self._last_warning: dict[str, float] = {}
         self._rebuild_requested = False
         self._rebuild_timer = None
+        self._landmarker_warning = ""
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -152,6 +153,9 @@ class AnonymizerNode(Node):
             self.get_logger().error(f"cannot build the anonymization pipeline: {exc}")
             return False
         self._handler.set_anonymizers(anonymizers)
+        self._landmarker_warning = first.landmarker_warning
+        if first.landmarker_warning:
+            self.get_logger().warning(first.landmarker_warning)
         engine = first.engine.name if first.engine else "none"
         self.get_logger().info(
             f"pipeline ready: method {config.method}, detector {config.detector} "
@@ -337,8 +341,10 @@ class AnonymizerNode(Node):
             status.summary(DiagnosticStatus.ERROR, "not configured")
             return status
         failures = sum(stats.failures.values())
-        level = DiagnosticStatus.WARN if failures else DiagnosticStatus.OK
-        status.summary(level, "fail-closed frames published" if failures else "ok")
+        mismatch = self._landmarker_warning
+        level = DiagnosticStatus.WARN if failures or mismatch else DiagnosticStatus.OK
+        summary = "fail-closed frames published" if failures else mismatch or "ok"
+        status.summary(level, summary)
         status.add("received", str(stats.received))
         status.add("published", str(stats.published))
         status.add("dropped stale", str(stats.dropped_stale))
@@ -346,7 +352,7 @@ class AnonymizerNode(Node):
         status.add("faces", str(stats.faces))
         status.add("fallbacks", str(stats.fallbacks))
         status.add("median latency ms", f"{stats.median_latency_ms():.1f}")
-        for name in ("method", "engine", "device", "precision", "detector_precision"):
+        for name in ("method", "landmarks", "engine", "device", "precision", "detector_precision"):
             status.add(name, str(self.get_parameter(name).value))
         return status
 

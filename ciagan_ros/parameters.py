@@ -202,10 +202,17 @@ PARAMETERS: tuple[Param, ...] = (
         rebuild=True,
     ),
     Param(
-        "landmarks", _CONFIG.landmarks, "68-point landmarker", choices=LANDMARKERS, rebuild=True
+        "landmarks",
+        _CONFIG.landmarks,
+        "68-point landmarker: dlib (non-commercial model), mesh (Apache-2.0, batched, GPU-ready)",
+        choices=LANDMARKERS,
+        rebuild=True,
     ),
     Param(
-        "landmark_weights", "", "local weights of the landmarker (face_alignment)", rebuild=True
+        "landmark_weights",
+        "",
+        "local weights of the landmarker (face_alignment, mesh)",
+        rebuild=True,
     ),
     Param("engine", _CONFIG.engine, "inference engine", choices=ENGINES, rebuild=True),
     Param("model_path", "", "generator model file (.safetensors)", rebuild=True),

@@ -83,6 +83,17 @@ def test_package_data_ships_the_detector_calibration_image(distribution):
     assert CALIBRATION_IMAGE.is_file()
 
 
+def test_package_data_ships_the_face_mesh_model_its_map_and_licence(distribution):
+    from ciagan_core.landmarks.mesh import MODEL_DIR
+
+    patterns = distribution.package_data["ciagan_core"]
+    for name in ("face_mesh.onnx", "mesh68_map.npz", "face_mesh.json", "LICENSE", "NOTICE"):
+        path = MODEL_DIR / name
+        assert path.is_file(), name
+        assert any(path.relative_to(ROOT / "ciagan_core").match(p) for p in patterns), name
+    assert "Apache License" in (MODEL_DIR / "LICENSE").read_text()
+
+
 def test_dependencies_are_ranges_not_pins(distribution):
     requirements = list(distribution.install_requires)
     for extra in distribution.extras_require.values():

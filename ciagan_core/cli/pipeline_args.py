@@ -78,12 +78,20 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, method: bool = True) -
         "(default 0: full resolution, frames over 4K in tiles); never below what --min-face "
         "needs",
     )
-    p.add_argument("--landmarks", choices=LANDMARKERS, default=_CONFIG.landmarks)
+    p.add_argument(
+        "--landmarks",
+        choices=LANDMARKERS,
+        default=_CONFIG.landmarks,
+        help="68-point landmarker: dlib (its model: non-commercial use only), mesh (MediaPipe's "
+        "face mesh, Apache-2.0, batched ONNX on CPU or CUDA) or face_alignment "
+        f"(default: {_CONFIG.landmarks})",
+    )
     p.add_argument(
         "--landmark-weights",
         type=Path,
         default=None,
-        help="local weights for the landmarker (face_alignment: 2DFAN4 file/folder)",
+        help="local weights for the landmarker (face_alignment: 2DFAN4 file/folder; mesh: "
+        "a folder with face_mesh.onnx and mesh68_map.npz)",
     )
     p.add_argument(
         "--engine",

@@ -204,9 +204,10 @@ def export_onnx(model_path: str | Path, precision: str = "fp32", pad_ops: str = 
 
     loaded = load_model_file(model_path)
     graph = build_inference_graph(loaded.state_dict, loaded.info.num_identities)
-    return graph_to_onnx(
-        graph, precision, pad_ops, {"ciagan_weights_sha256": loaded.info.weights_sha256}
-    )
+    metadata = {"ciagan_weights_sha256": loaded.info.weights_sha256}
+    if loaded.info.provenance.get("landmarker"):
+        metadata["landmarker"] = str(loaded.info.provenance["landmarker"])
+    return graph_to_onnx(graph, precision, pad_ops, metadata)
 
 
 def onnx_sha256(model) -> str:

@@ -1,4 +1,4 @@
-"""68-point landmarkers behind one interface, chosen by name: dlib, face_alignment."""
+"""68-point landmarkers behind one interface, chosen by name: dlib, mesh, face_alignment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from pathlib import Path
 from ciagan_core.errors import ConfigError
 from ciagan_core.landmarks.base import Landmarker
 
-LANDMARKERS = ("dlib", "face_alignment")
+LANDMARKERS = ("dlib", "mesh", "face_alignment")
+#: Where each landmarker's model comes from and its licence (for ``ciagan model info`` and docs).
+LICENCES = {
+    "dlib": "iBUG 300-W training data: non-commercial use only",
+    "mesh": "MediaPipe face mesh: Apache-2.0",
+    "face_alignment": "2DFAN4 weights: see the face-alignment project",
+}
 
 
 def create_landmarker(
@@ -18,6 +24,10 @@ def create_landmarker(
         from ciagan_core.landmarks.dlib68 import DlibLandmarker
 
         return DlibLandmarker(weights_path)
+    if name == "mesh":
+        from ciagan_core.landmarks.mesh import MeshLandmarker
+
+        return MeshLandmarker(weights_path, device=device)
     if name == "face_alignment":
         from ciagan_core.landmarks.fan import FanLandmarker
 
@@ -25,4 +35,4 @@ def create_landmarker(
     raise ConfigError(f"unknown landmarker {name!r}; choose one of {', '.join(LANDMARKERS)}")
 
 
-__all__ = ["LANDMARKERS", "Landmarker", "create_landmarker"]
+__all__ = ["LANDMARKERS", "LICENCES", "Landmarker", "create_landmarker"]
