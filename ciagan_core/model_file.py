@@ -219,7 +219,11 @@ def model_landmarker(path: str | Path | None) -> str | None:
 
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-        return json.loads(meta.get("provenance", "{}")).get("landmarker") or None
+        provenance = json.loads(meta.get("provenance", "{}"))
+        if provenance.get("source") == "official-checkpoint":
+            # Imported before model files said so: the authors' data was made with dlib.
+            return provenance.get("landmarker") or "dlib"
+        return provenance.get("landmarker") or None
     except Exception:  # only a hint; loading the model reports a damaged file
         return None
 

@@ -225,3 +225,87 @@ def test_pipeline_warns_when_the_model_was_trained_on_other_landmarks(model_file
     assert "--landmarks dlib" in caplog.text
     same = Anonymizer(AnonymizerConfig(method="ciagan", model=str(model_file)))
     assert same.landmarker_warning == ""
+
+
+def test_a_truncated_map_or_a_model_of_another_shape_is_refused_at_load(tmp_path):
+    shutil.copy(MODEL_DIR / "face_mesh.onnx", tmp_path / "face_mesh.onnx")
+    data = (MODEL_DIR / "mesh68_map.npz").read_bytes()
+    (tmp_path / "mesh68_map.npz").write_bytes(data[: len(data) // 5])
+    with pytest.raises(ModelFileError, match="468-to-68 map unreadable"):
+        MeshLandmarker(tmp_path)
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    # Right names, wrong size: 478 points per face, as MediaPipe's attention mesh has.
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node("Slice", ["flat", "s", "e"], ["landmarks"]),
+            helper.make_node("Slice", ["flat", "s", "one"], ["face_logit"]),
+        ],
+        "mesh478",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 192, 192, 3])],
+        [
+            helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, ["n", 1434]),
+            helper.make_tensor_value_info("face_logit", TensorProto.FLOAT, ["n", 1]),
+        ],
+        [
+            helper.make_tensor("s", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("e", TensorProto.INT64, [1], [1434]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ],
+    )
+    onnx.save(helper.make_model(graph), str(tmp_path / "face_mesh.onnx"))
+    shutil.copy(MODEL_DIR / "mesh68_map.npz", tmp_path / "mesh68_map.npz")
+    with pytest.raises(ModelFileError, match="not the converted 468-point face mesh"):
+        MeshLandmarker(tmp_path)
+
+
+def test_cuda_without_a_cuda_onnxruntime_runs_on_the_cpu(caplog):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    with caplog.at_level("WARNING"):
+        mesh = MeshLandmarker(device="cuda")
+    assert mesh.session.get_providers() == ["CPUExecutionProvider"]
+    assert "runs on the CPU" in caplog.text
+
+
+def test_large_faces_are_cropped_where_the_transform_says():
+    # A smooth spot at a known frame point must land where ``forward`` maps it, also when
+    # the region is shrunk before the warp (regions over 384 px): the shrink once moved it by
+    # 0.2 crop pixels.
+    for side in (300, 1200, 2600):
+        ys, xs = np.mgrid[0 : side + 200, 0 : side + 200]
+        point = np.array([side * 0.37 + 100.3, side * 0.61 + 100.7])
+        spot = np.exp(-((xs - point[0]) ** 2 + (ys - point[1]) ** 2) / (2 * (side / 60) ** 2))
+        frame = np.repeat((255 * spot).astype(np.uint8)[..., None], 3, axis=2)
+        forward = roi_transform(((side + 200) / 2, (side + 200) / 2), side, 0.0)[0]
+        crop = cut_crop(frame, forward)[..., 0]
+        cy, cx = np.mgrid[0:192, 0:192]
+        found = np.array([(cx * crop).sum(), (cy * crop).sum()]) / crop.sum()
+        assert np.abs(found - forward @ np.array([*point, 1.0])).max() < 0.03, side
+
+
+def test_many_faces_are_sent_in_batches_of_at_most_max_batch(shared_dir, celeba_rows):
+    mesh = MeshLandmarker(max_batch=4)
+    image = celeba_image(shared_dir, celeba_rows[0])
+    box = create_detector("centerface").detect(image)[0]
+    alone = mesh.landmarks(image, [box])[0]
+    many = mesh.landmarks(image, [box] * 11)
+    assert len(many) == 11
+    assert all(np.abs(points - alone).max() < 0.01 for points in many)
+
+
+def test_models_imported_before_landmarkers_were_recorded_count_as_dlib(model_file, tmp_path):
+    from ciagan_core.model_file import load_model_file, model_landmarker, save_model_file
+
+    legacy = tmp_path / "legacy.safetensors"
+    save_model_file(
+        legacy, load_model_file(model_file).state_dict, {"source": "official-checkpoint"}
+    )
+    assert model_landmarker(legacy) == "dlib"
+    anonymizer = Anonymizer(AnonymizerConfig(method="ciagan", model=str(legacy), landmarks="mesh"))
+    assert "trained on dlib landmarks" in anonymizer.landmarker_warning

@@ -99,7 +99,7 @@ class PointMap:
         try:
             with np.load(path) as data:
                 weights, bias = data["weights"], data["bias"]
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # OSError, BadZipFile, zlib.error, KeyError, ValueError...
             raise ModelFileError(f"{path}: 468-to-68 map unreadable ({exc})") from None
         if weights.shape != (936, 136) or bias.shape != (136,):
             raise ModelFileError(f"{path}: not a 468-to-68 map (weights {weights.shape})")
@@ -186,8 +186,11 @@ def cut_crop(frame_bgr: np.ndarray, forward: np.ndarray) -> np.ndarray:
             size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
             image = cv2.resize(part, size, interpolation=cv2.INTER_AREA)
             sx, sy = size[0] / (x1 - x0), size[1] / (y1 - y0)
-            # crop = forward . (frame point); frame point = (small point / s) + offset
-            to_frame = np.array([[1 / sx, 0, x0], [0, 1 / sy, y0], [0, 0, 1]])
+            # crop = forward . (frame point); a pixel centre q of the shrunk image is the frame
+            # point x0 + (q + 0.5) / s - 0.5 (pixel centres aligned, as cv2.resize samples).
+            to_frame = np.array(
+                [[1 / sx, 0, x0 + 0.5 / sx - 0.5], [0, 1 / sy, y0 + 0.5 / sy - 0.5], [0, 0, 1]]
+            )
             forward = forward @ to_frame
     crop = cv2.warpAffine(
         image,
@@ -200,15 +203,36 @@ def cut_crop(frame_bgr: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return crop[..., ::-1].astype(np.float32) * (1.0 / 255.0)
 
 
-def _providers(device: str) -> list:
+def _providers(device: str, max_batch: int) -> list:
+    """ONNX Runtime providers for ``device``; the CPU when this onnxruntime has no CUDA."""
     import onnxruntime as ort
 
+    from ciagan_core.detection.quantized import default_cache_dir
     from ciagan_core.engines.onnxruntime_engine import providers_for
 
-    use_tensorrt = device.startswith("cuda") and "TensorrtExecutionProvider" in (
-        ort.get_available_providers()
-    )
-    return providers_for(device, ort.get_available_providers(), use_tensorrt)
+    available = ort.get_available_providers()
+    if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+        log.warning(
+            "the mesh landmarker runs on the CPU: this onnxruntime has no CUDA provider "
+            "(install onnxruntime-gpu for %s)",
+            device,
+        )
+        return ["CPUExecutionProvider"]
+    providers = providers_for(device, available, "TensorrtExecutionProvider" in available)
+    for i, provider in enumerate(providers):
+        if isinstance(provider, tuple) and provider[0] == "TensorrtExecutionProvider":
+            # One engine for every batch size up to max_batch, built once and cached.
+            shape = "image:{}x192x192x3"
+            options = {
+                **provider[1],
+                "trt_profile_min_shapes": shape.format(1),
+                "trt_profile_opt_shapes": shape.format(min(8, max_batch)),
+                "trt_profile_max_shapes": shape.format(max_batch),
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(default_cache_dir() / "face_mesh_trt"),
+            }
+            providers[i] = ("TensorrtExecutionProvider", options)
+    return providers
 
 
 class MeshLandmarker:
@@ -225,6 +249,7 @@ class MeshLandmarker:
         min_face_score: float = MIN_FACE_SCORE,
         mapping: str = "fitted",
         threads: int = 0,
+        max_batch: int = 32,
     ):
         try:
             import onnxruntime as ort
@@ -232,6 +257,9 @@ class MeshLandmarker:
             raise BackendUnavailableError("the mesh landmarker needs onnxruntime") from exc
         if not 0.0 < min_face_score < 1.0:
             raise ConfigError(f"min_face_score must be in (0, 1), got {min_face_score}")
+        if max_batch < 1:
+            raise ConfigError(f"max_batch must be at least 1, got {max_batch}")
+        self.max_batch = max_batch
         folder = Path(model_path) if model_path else MODEL_DIR
         onnx_path = folder / "face_mesh.onnx" if folder.is_dir() else folder
         if not onnx_path.is_file():
@@ -244,17 +272,23 @@ class MeshLandmarker:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
+        providers = _providers(device, max_batch)
         try:
-            self.session = ort.InferenceSession(
-                str(onnx_path), options, providers=_providers(device)
-            )
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as exc:
             raise ModelFileError(f"{onnx_path}: not a usable ONNX model ({exc})") from None
-        names = [o.name for o in self.session.get_outputs()]
-        if names != ["landmarks", "face_logit"] or self.session.get_inputs()[0].name != "image":
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        if (
+            list(outputs) != ["landmarks", "face_logit"]
+            or list(inputs) != ["image"]
+            or list(inputs["image"][1:]) != [INPUT_SIZE, INPUT_SIZE, 3]
+            or outputs["landmarks"][-1] != 468 * 3
+            or outputs["face_logit"][-1] != 1
+        ):
             raise ModelFileError(
-                f"{onnx_path}: not the converted face mesh (outputs {names}); "
-                "make it with scripts/convert_face_mesh.py"
+                f"{onnx_path}: not the converted 468-point face mesh (inputs {inputs}, outputs "
+                f"{outputs}); make it with scripts/convert_face_mesh.py"
             )
         self.refine = refine
         self.min_face_score = min_face_score
@@ -272,7 +306,13 @@ class MeshLandmarker:
             forwards.append(forward)
             inverses.append(inverse)
             crops.append(cut_crop(frame_bgr, forward))
-        raw, logits = self.session.run(None, {"image": np.stack(crops)})
+        batch = np.stack(crops)
+        parts = [
+            self.session.run(None, {"image": batch[i : i + self.max_batch]})
+            for i in range(0, len(batch), self.max_batch)
+        ]
+        raw = np.concatenate([p[0] for p in parts])
+        logits = np.concatenate([p[1] for p in parts])
         raw = raw.reshape(len(rois), 468, 3).astype(np.float64)
         scores = 1.0 / (1.0 + np.exp(-logits.reshape(-1).astype(np.float64)))
         results = []
