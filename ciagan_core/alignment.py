@@ -143,11 +143,17 @@ def extract_window(frame: np.ndarray, x0: int, y0: int, width: int, height: int)
     return frame[np.ix_(rows, cols)]
 
 
+def to_resized(image: np.ndarray) -> np.ndarray:
+    """A 178x218 uint8 image -> Lanczos 144x144 uint8 (training crops its 128 px from here,
+    jittered; inference takes the centre)."""
+    return np.asarray(Image.fromarray(image).resize((RESIZED, RESIZED), Image.LANCZOS))
+
+
 def to_network(image: np.ndarray) -> np.ndarray:
     """A 178x218 uint8 image -> Lanczos 144x144 -> centre 128x128, float32 in [0, 1], HWC."""
-    resized = Image.fromarray(image).resize((RESIZED, RESIZED), Image.LANCZOS)
-    box = (NET_OFFSET, NET_OFFSET, NET_OFFSET + NET_SIZE, NET_OFFSET + NET_SIZE)
-    return np.asarray(resized.crop(box), np.float32) / 255.0
+    resized = to_resized(image)
+    window = slice(NET_OFFSET, NET_OFFSET + NET_SIZE)
+    return resized[window, window].astype(np.float32) / 255.0
 
 
 @dataclass

@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "ciagan_core.cli.anonymize",
     "ciagan_core.cli.eval",
     "ciagan_core.cli.prepare",
+    "ciagan_core.cli.train",
     "ciagan_core.cli.export",
     "ciagan_core.cli.bench",
     "ciagan_ros.bag_cli",

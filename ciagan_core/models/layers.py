@@ -37,7 +37,15 @@ class SpectralNormConv2d(nn.Module):
         self.register_buffer("weight_v", F.normalize(torch.randn(fan), dim=0, eps=_SN_EPS))
 
     def normalized_weight(self) -> torch.Tensor:
-        """The weight the convolution uses: ``weight_orig / sigma``."""
+        """The weight the convolution uses: ``weight_orig / sigma``.
+
+        Computed in float32 even under mixed precision: sigma from a bfloat16 power iteration
+        is off by up to 1%, and the stored ``u``/``v`` would drift with it.
+        """
+        with torch.autocast(self.weight_orig.device.type, enabled=False):
+            return self._normalized_weight()
+
+    def _normalized_weight(self) -> torch.Tensor:
         w_mat = self.weight_orig.flatten(1)
         u, v = self.weight_u, self.weight_v
         if self.training:

@@ -50,7 +50,9 @@ class PrepareSettings:
     #: "holdout": identities of the fixed "holdout" half are marked eval (train on the rest);
     #: "none": every identity is for training.
     split: str = "holdout"
-    jpeg_quality: int = 85
+    #: 75 keeps the shared set (4,330 crops) at about 29 MiB of JPEG, so it travels to a GPU
+    #: machine; its crops differ from quality 85's by 37 dB PSNR, before the resize to 144 px.
+    jpeg_quality: int = 75
     min_eye_distance: float = 6.0
 
 

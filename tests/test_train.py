@@ -1,0 +1,288 @@
+"""``ciagan train``: CIAGAN training that is reproducible, resumable, and ends in a model file."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ciagan_core.cli import main
+from ciagan_core.errors import ModelFileError
+from ciagan_core.model_file import load_model_file
+from ciagan_core.training.checkpoint import read_compact
+from ciagan_core.training.config import TrainConfig, render_config_yaml
+from ciagan_core.training.trainer import Trainer, run_training
+from tests.conftest import celeba_image
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The smallest honest step: 2 faces, one update of each network.
+TINY = TrainConfig(
+    steps=2,
+    batch_size=2,
+    generator_updates=1,
+    sample_every=0,
+    checkpoint_every=0,
+    log_every=1,
+    save_margin_s=0.0,
+    sample_faces=2,
+    sample_identities=2,
+    workers=2,
+)
+
+
+@pytest.fixture(scope="module")
+def prepared(shared_dir, tmp_path_factory) -> Path:
+    """The authors' sample (5 identities), prepared for training on every identity."""
+    out = tmp_path_factory.mktemp("prep") / "sample"
+    sample = shared_dir / "data" / "ciagan_sample" / "clr"
+    assert main(["prepare", str(sample), "-o", str(out), "--split", "none", "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cli_run(prepared, tmp_path_factory) -> Path:
+    """Three steps through the command line, with samples and a checkpoint on the way."""
+    config = tmp_path_factory.mktemp("cfg") / "train.yaml"
+    config.write_text(
+        "batch_size: 2\ngenerator_updates: 1\nsample_every: 2\ncheckpoint_every: 2\n"
+        "log_every: 1\nsample_faces: 2\nsample_identities: 3\nseed: 7\n"
+    )
+    out = tmp_path_factory.mktemp("runs") / "run"
+    args = ["train", str(prepared), "-o", str(out), "--config", str(config), "--steps", "3"]
+    assert main([*args, "--no-progress"]) == 0
+    return out
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}/{key}": value.detach().clone()
+        for name, net in trainer.networks.items()
+        for key, value in net.state_dict().items()
+    }
+
+
+def test_a_few_steps_give_finite_losses_samples_and_checkpoints(cli_run):
+    with (cli_run / "losses.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    for row in rows:
+        for key in ("loss_identity", "loss_critic", "loss_generator_adv"):
+            assert np.isfinite(float(row[key])), (key, row)
+        assert float(row["samples_per_s"]) > 0
+    grid = cv2.imread(str(cli_run / "samples" / "step_000002.png"))
+    assert grid.shape == (2 * 128, (2 + 3) * 128, 3)  # 2 probes x (real, input, 3 identities)
+    assert (cli_run / "samples" / "step_000003.png").is_file()
+    summary = json.loads((cli_run / "train.json").read_text())
+    assert summary["stopped"] == "finished" and summary["step"] == 3
+    assert (cli_run / "checkpoint.pt").is_file()
+    manifest, _ = read_compact(cli_run / "compact")
+    assert manifest["step"] == 3
+    for part in manifest["parts"]:
+        assert (cli_run / "compact" / part["file"]).stat().st_size <= 16 * 1024 * 1024
+
+
+def test_the_model_file_records_its_training_and_runs_in_the_pipeline(cli_run, shared_dir):
+    loaded = load_model_file(cli_run / "model.safetensors")
+    prov = loaded.info.provenance
+    assert loaded.info.num_identities == 5
+    assert prov["source"] == "ciagan train" and prov["steps"] == 3
+    assert prov["identities"] == ["0", "1", "2", "3", "4"]
+    assert prov["landmarker"] == "dlib" and len(prov["config_sha256"]) == 64
+    assert prov["data_photos"] > 100
+
+    from ciagan_core.pipeline import Anonymizer, AnonymizerConfig
+
+    photo = sorted((shared_dir / "data" / "ciagan_sample" / "clr" / "0").glob("*.jpg"))[0]
+    image = cv2.imread(str(photo))
+    image = cv2.copyMakeBorder(image, 120, 120, 120, 120, cv2.BORDER_REPLICATE)
+    for engine in ("torch", "onnxruntime"):
+        anonymizer = Anonymizer(
+            AnonymizerConfig(
+                method="ciagan", model=str(cli_run / "model.safetensors"), engine=engine
+            )
+        )
+        result = anonymizer.process(image)
+        assert [f.method for f in result.faces] == ["ciagan"], engine
+        assert np.abs(result.image.astype(int) - image).mean() > 1.0
+
+
+def test_model_info_shows_the_training_provenance(cli_run, capsys):
+    assert main(["model", "info", str(cli_run / "model.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "ciagan train" in text and "steps=3" in text
+
+
+def test_the_same_seed_gives_the_same_weights_on_cpu(prepared, tmp_path):
+    config = replace(TINY, seed=3)
+    first, second = (
+        Trainer(config, prepared, tmp_path / "a"),
+        Trainer(config, prepared, tmp_path / "b"),
+    )
+    for _ in range(2):
+        assert first.train_step() == second.train_step()
+    a, b = _weights(first), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = Trainer(replace(TINY, seed=4), prepared, tmp_path / "c")
+    other.train_step()
+    assert not torch.equal(
+        _weights(other)["generator/conv_end.0.weight"], a["generator/conv_end.0.weight"]
+    )
+
+
+def test_resuming_the_full_checkpoint_continues_exactly(prepared, tmp_path):
+    config = replace(TINY, steps=3)
+    straight = Trainer(config, prepared, tmp_path / "straight")
+    for _ in range(3):
+        straight.train_step()
+    stopped = Trainer(config, prepared, tmp_path / "stopped")
+    stopped.train_step()
+    stopped.train_step()
+    stopped.save_full()
+    resumed = Trainer(config, prepared, tmp_path / "stopped")
+    assert "step 2" in resumed.resume(tmp_path / "stopped" / "checkpoint.pt")
+    resumed.train_step()
+    assert resumed.step == 3
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_time_limit_stops_cleanly_and_the_compact_checkpoint_resumes(prepared, tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer(replace(TINY, steps=1000), prepared, out)
+    summary = run_training(trainer, time_limit=6.0)
+    assert summary["stopped"].startswith("time limit")
+    assert 1 <= summary["step"] < 1000
+    assert load_model_file(out / "model.safetensors").info.provenance["steps"] == summary["step"]
+    saved = _weights(trainer)
+    rng_state = trainer.rng.bit_generator.state
+    (out / "checkpoint.pt").unlink()  # only the compact form travels back from a GPU machine
+
+    resumed = Trainer(replace(TINY, steps=1000), prepared, out)
+    assert "compact checkpoint at step" in resumed.resume(out / "compact")
+    assert resumed.step == summary["step"]
+    assert resumed.rng.bit_generator.state == rng_state
+    restored = _weights(resumed)
+    for key, value in saved.items():
+        if value.is_floating_point():
+            assert torch.equal(restored[key], value.half().float()), key
+        else:
+            assert torch.equal(restored[key], value), key
+    losses = resumed.train_step()
+    assert resumed.step == summary["step"] + 1 and all(np.isfinite(list(losses.values())))
+
+
+def test_a_damaged_compact_part_is_named(cli_run, tmp_path, prepared):
+    copy = tmp_path / "compact"
+    shutil.copytree(cli_run / "compact", copy)
+    part = copy / "part-001.bin"
+    data = bytearray(part.read_bytes())
+    data[1000] ^= 0xFF
+    part.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"part-001\.bin: damaged"):
+        read_compact(copy)
+    part.unlink()
+    with pytest.raises(ModelFileError, match=r"part-001\.bin: part missing"):
+        read_compact(copy)
+
+
+def test_resume_refuses_a_checkpoint_of_other_identities(cli_run, shared_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    people = tmp_path / "people"
+    for identity in ("0", "1"):
+        shutil.copytree(
+            shared_dir / "data" / "ciagan_sample" / "clr" / identity, people / identity
+        )
+    assert (
+        main(["prepare", str(people), "-o", str(other), "--split", "none", "--no-progress"]) == 0
+    )
+    run = tmp_path / "run"
+    shutil.copytree(cli_run, run)
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["train", str(other), "-o", str(run), "--resume", "--no-progress"]) == 1
+    assert "identities" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["empty folder", "one identity", "corrupt crop", "unknown config key", "bad config value"],
+)
+def test_bad_inputs_are_clear_errors_and_write_nothing(case, prepared, tmp_path, capsys):
+    data = tmp_path / "data"
+    args: list[str] = []
+    if case == "empty folder":
+        data.mkdir()
+        expected = "not a prepared training set"
+    else:
+        shutil.copytree(prepared, data)
+    if case == "one identity":
+        index = (data / "index.csv").read_text().splitlines()
+        keep = [index[0]] + [line for line in index[1:] if line.split(",")[1] == "0"]
+        (data / "index.csv").write_text("\n".join(keep) + "\n")
+        points = np.load(data / "landmarks.npy")[: len(keep) - 1]
+        np.save(data / "landmarks.npy", points)
+        expected = "at least 2 identities"
+    if case == "corrupt crop":
+        first = next((data / "crops").rglob("*.jpg"))
+        first.write_bytes(b"\xff\xd8 truncated")
+        expected = f"{first.name}: unreadable crop"
+    if case == "unknown config key":
+        (tmp_path / "c.yaml").write_text("batch_size: 2\nlearning_rate: 0.1\n")
+        args = ["--config", str(tmp_path / "c.yaml")]
+        expected = "unknown setting 'learning_rate'"
+    if case == "bad config value":
+        (tmp_path / "c.yaml").write_text("batch_size: two\n")
+        args = ["--config", str(tmp_path / "c.yaml")]
+        expected = "batch_size must be int"
+    out = tmp_path / "run"
+    assert main(["train", str(data), "-o", str(out), "--steps", "1", *args, "--no-progress"]) == 1
+    assert expected in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_new_run_never_writes_into_an_existing_folder(cli_run, prepared, capsys):
+    before = (cli_run / "losses.csv").read_bytes()
+    assert main(["train", str(prepared), "-o", str(cli_run), "--steps", "1", "--no-progress"]) == 1
+    assert "not empty; use --resume" in capsys.readouterr().err
+    assert (cli_run / "losses.csv").read_bytes() == before
+
+
+def test_config_file_lists_every_setting_with_its_default():
+    path = ROOT / "config" / "train.yaml"
+    assert path.read_text() == render_config_yaml()
+    from ciagan_core.training.config import load_config
+
+    assert load_config(path) == TrainConfig()
+
+
+def test_evaluation_during_training_measures_held_out_identities(
+    shared_dir, celeba_rows, tmp_path
+):
+    # A slice of celeba_faces with held-out identities, prepared with the holdout split.
+    by_identity: dict[str, list] = {}
+    for row in celeba_rows:
+        by_identity.setdefault(row["celeba_identity"], []).append(row)
+    chosen = [rows[:6] for rows in list(by_identity.values())[:8]]
+    photos = tmp_path / "photos"
+    for rows in chosen:
+        for row in rows:
+            path = photos / row["celeba_identity"] / row["file"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), celeba_image(shared_dir, row))
+    data = tmp_path / "prep"
+    assert main(["prepare", str(photos), "-o", str(data), "--no-progress"]) == 0
+    trainer = Trainer(replace(TINY, eval_faces=8), data, tmp_path / "run")
+    figures = trainer.evaluate()
+    assert figures["eval_probes"] == 8
+    assert 0.0 <= figures["identification_rate"] <= 1.0
+    assert 0.0 <= figures["detection_rate_centerface"] <= 1.0
+    # The figures must be the generator's: the pipeline generated (not fell back on) the faces.
+    assert figures["fallbacks"] <= 2
+    assert figures["fid"] is None or figures["fid"] > 0
