@@ -3,7 +3,8 @@
 A safetensors file holding the *folded* generator (spectral norm divided into plain conv weights,
 float32) plus string metadata:
 
-- ``format``: ``ciagan-generator``; ``format_version``: ``1``
+- ``format``: ``ciagan-generator``; ``format_version``: ``1`` (float32 weights) or ``2``
+  (float16 storage, ``storage: float16``)
 - ``num_identities``, ``image_size``
 - ``provenance``: JSON (where the weights came from, tool and version, time, and
   ``landmarker``: the landmarker that drew the training data's landmarks)
@@ -30,7 +31,8 @@ from ciagan_core.models.folding import fold_spectral_norm
 from ciagan_core.models.generator import IMAGE_SIZE, Generator
 
 FORMAT = "ciagan-generator"
-FORMAT_VERSION = 1
+#: The newest format this code reads: 1 (float32 weights) or 2 (float16 storage).
+FORMAT_VERSION = 2
 _IDENTITY_KEY = "encode_one_hot.0.weight"
 
 
@@ -138,18 +140,28 @@ def check_state_dict(state: Mapping[str, torch.Tensor], spectral_norm: bool, sou
 
 
 def save_model_file(
-    path: str | Path, folded_state: Mapping[str, torch.Tensor], provenance: Mapping[str, Any]
+    path: str | Path,
+    folded_state: Mapping[str, torch.Tensor],
+    provenance: Mapping[str, Any],
+    half: bool = False,
 ) -> ModelInfo:
-    """Write a model file atomically: on any failure nothing appears at ``path``."""
+    """Write a model file atomically: on any failure nothing appears at ``path``.
+
+    ``half`` stores the weights in float16 (half the size; every engine computes in float32
+    or its own precision after loading). Such files have format version 2, which readers
+    older than it refuse with "upgrade" instead of misreading.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
-    state = {k: v.detach().to(torch.float32).cpu().contiguous() for k, v in folded_state.items()}
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to(dtype).cpu().contiguous() for k, v in folded_state.items()}
     num_identities = check_state_dict(state, spectral_norm=False, source=path)
     digest = weights_sha256(state)
     metadata = {
         "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
+        "format_version": str(2 if half else 1),
+        "storage": "float16" if half else "float32",
         "num_identities": str(num_identities),
         "image_size": str(IMAGE_SIZE),
         "provenance": json.dumps(dict(provenance), sort_keys=True),

@@ -286,3 +286,36 @@ def test_evaluation_during_training_measures_held_out_identities(
     # The figures must be the generator's: the pipeline generated (not fell back on) the faces.
     assert figures["fallbacks"] <= 2
     assert figures["fid"] is None or figures["fid"] > 0
+
+
+def test_a_compact_checkpoint_without_the_critic_resumes_with_a_fresh_one(prepared, tmp_path):
+    config = replace(TINY, steps=1, compact_networks="generator,identity")
+    trainer = Trainer(config, prepared, tmp_path / "run")
+    trainer.train_step()
+    files = trainer.save_compact()
+    total = sum(f.stat().st_size for f in files)
+    assert total < 50 * 2**20  # generator + identity net in half precision, no critic
+    resumed = Trainer(replace(config, seed=99), prepared, tmp_path / "run")
+    assert "starting afresh: critic" in resumed.resume(tmp_path / "run" / "compact")
+    before, after = _weights(trainer), _weights(resumed)
+    key = "generator/conv_end.0.weight"
+    assert torch.equal(after[key], before[key].half().float())
+    key = "critic/dense1.weight"
+    assert not torch.equal(after[key], before[key])
+
+
+def test_a_model_file_is_made_from_a_run_or_its_compact_checkpoint(cli_run, tmp_path, capsys):
+    trained = load_model_file(cli_run / "model.safetensors")
+    out = tmp_path / "from_run.safetensors"
+    assert main(["model", "from-checkpoint", str(cli_run), "-o", str(out)]) == 0
+    assert load_model_file(out).info.weights_sha256 == trained.info.weights_sha256
+    compact = tmp_path / "from_compact.safetensors"
+    args = ["model", "from-checkpoint", str(cli_run / "compact"), "-o", str(compact), "--half"]
+    assert main(args) == 0
+    half = load_model_file(compact)
+    assert half.info.format_version == 2
+    assert half.info.provenance["identities"] == trained.info.provenance["identities"]
+    assert half.info.provenance["steps"] == 3
+    for key, value in trained.state_dict.items():
+        assert torch.allclose(half.state_dict[key], value, rtol=2e-2, atol=2e-3), key
+    assert "step 3" in capsys.readouterr().out

@@ -25,6 +25,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     imp.set_defaults(func=_import_official)
 
+    run = actions.add_parser(
+        "from-checkpoint",
+        help="the model file of a training checkpoint's generator (a ciagan train run folder, "
+        "its compact/ folder or checkpoint.pt)",
+    )
+    run.add_argument("checkpoint", type=Path)
+    run.add_argument("-o", "--output", type=Path, required=True, help="model file to write")
+    run.add_argument("--half", action="store_true", help="store the weights in float16")
+    run.set_defaults(func=_from_checkpoint)
+
     info = actions.add_parser("info", help="print a model file's identities, size and provenance")
     info.add_argument("model", type=Path)
     info.set_defaults(func=_info)
@@ -35,6 +45,27 @@ def _import_official(args: argparse.Namespace) -> int:
     print(
         f"wrote {info.path}: {info.num_identities} identities, {info.image_size} px, "
         f"sha256 {info.weights_sha256[:16]}"
+    )
+    return 0
+
+
+def _from_checkpoint(args: argparse.Namespace) -> int:
+    from ciagan_core.errors import InputError
+    from ciagan_core.training.trainer import model_from_compact, model_from_full
+
+    source: Path = args.checkpoint
+    if source.is_dir() and not (source / "manifest.json").exists():
+        full, compact = source / "checkpoint.pt", source / "compact"
+        source = full if full.is_file() else compact
+    if args.output.exists() and args.output.resolve() == source.resolve():
+        raise InputError(f"{args.output}: would overwrite the checkpoint")
+    if source.is_file():
+        info = model_from_full(source, args.output, args.half)
+    else:
+        info = model_from_compact(source, args.output, args.half)
+    print(
+        f"wrote {info.path}: {info.num_identities} identities, step "
+        f"{info.provenance.get('steps')}, sha256 {info.weights_sha256[:16]}"
     )
     return 0
 

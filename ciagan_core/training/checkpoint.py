@@ -84,6 +84,7 @@ def save_compact(
         for key, value in net.state_dict().items():
             tensors[f"{name}/{key}"] = _to_half(value.detach().cpu(), moment=False)
     kept = {"none": (), "generator": ("generator",), "all": tuple(optimizers)}[keep_optimizers]
+    kept = tuple(name for name in kept if name in networks)  # no state without its weights
     optimizer_groups = {}
     for name in kept:
         state = optimizers[name].state_dict()
@@ -112,6 +113,7 @@ def save_compact(
             "parts": parts,
             "sha256": hashlib.sha256(blob).hexdigest(),
             "optimizers": optimizer_groups,
+            "networks": list(networks),
             **meta,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -168,8 +170,11 @@ def restore_compact(
     networks: dict[str, torch.nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
 ) -> None:
-    """Load a compact checkpoint's weights (and kept optimizer states) into live objects."""
+    """Load a compact checkpoint's weights (and kept optimizer states) into live objects;
+    networks the checkpoint does not hold keep their fresh weights."""
     for name, net in networks.items():
+        if name not in manifest.get("networks", NETWORKS):
+            continue
         own = net.state_dict()
         state = {
             key: tensors[f"{name}/{key}"].to(own[key].dtype)

@@ -48,6 +48,7 @@ from ciagan_core.models.folding import fold_spectral_norm
 from ciagan_core.models.generator import Generator, xavier_init_
 from ciagan_core.models.identity import IdentityNet
 from ciagan_core.training import checkpoint as ckpt
+from ciagan_core.training.checkpoint import NETWORKS
 from ciagan_core.training.config import TrainConfig
 from ciagan_core.training.data import Batch, TrainingSet
 
@@ -224,6 +225,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": ckpt.encode_bytes(torch.get_rng_state().numpy().tobytes()),
             "version": __version__,
+            "provenance": self.provenance(),
         }
 
     def save_full(self) -> Path:
@@ -237,9 +239,10 @@ class Trainer:
         return path
 
     def save_compact(self) -> list[Path]:
+        kept = self.config.compact_network_names()
         return ckpt.save_compact(
             self.out / "compact",
-            self.networks,
+            {name: net for name, net in self.networks.items() if name in kept},
             self.optimizers,
             self.config.compact_optimizer,
             self._meta(),
@@ -272,7 +275,9 @@ class Trainer:
             ckpt.restore_compact(manifest, tensors, self.networks, self.optimizers)
             self._restore_meta(manifest, path)
             kept = ", ".join(manifest.get("optimizers", {})) or "none"
-            return f"compact checkpoint at step {self.step} (optimizer states kept: {kept})"
+            fresh = [n for n in self.networks if n not in manifest.get("networks", NETWORKS)]
+            note = f"; starting afresh: {', '.join(fresh)}" if fresh else ""
+            return f"compact checkpoint at step {self.step} (optimizer states kept: {kept}{note})"
         state = ckpt.load_full(path)
         if not isinstance(state, dict) or "meta" not in state:
             raise ModelFileError(f"{path}: not a ciagan training checkpoint")
@@ -287,11 +292,9 @@ class Trainer:
         self._restore_meta(state["meta"], path)
         return f"full checkpoint at step {self.step}"
 
-    def write_model(self, path: Path | None = None) -> ModelInfo:
-        """The generator as the project's model file, with provenance."""
-        path = path or self.out / "model.safetensors"
-        state = {k: v.detach().float().cpu() for k, v in self.generator.state_dict().items()}
-        provenance = {
+    def provenance(self) -> dict[str, Any]:
+        """What a model file made from this run says about it."""
+        return {
             "source": "ciagan train",
             "tool": f"ciagan_core {__version__}",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -307,7 +310,12 @@ class Trainer:
             "precision": self.precision,
             "config_sha256": self.config.digest(),
         }
-        return save_model_file(path, fold_spectral_norm(state), provenance)
+
+    def write_model(self, path: Path | None = None, half: bool = False) -> ModelInfo:
+        """The generator as the project's model file, with provenance."""
+        path = path or self.out / "model.safetensors"
+        state = {k: v.detach().float().cpu() for k, v in self.generator.state_dict().items()}
+        return save_model_file(path, fold_spectral_norm(state), self.provenance(), half)
 
     # -- monitoring ---------------------------------------------------------------------------
 
@@ -348,6 +356,41 @@ class Trainer:
             return evaluate_generator(
                 model.path, self.data_folder, self.config.eval_faces, _device_name(self.device)
             )
+
+
+def model_from_compact(folder: Path, output: Path, half: bool = False) -> ModelInfo:
+    """The model file of a compact checkpoint's generator (what a GPU run sends back)."""
+    manifest, tensors = ckpt.read_compact(folder)
+    state = {
+        key.removeprefix("generator/"): value.float()
+        for key, value in tensors.items()
+        if key.startswith("generator/")
+    }
+    if not state:
+        raise ModelFileError(f"{folder}: the compact checkpoint holds no generator")
+    provenance = dict(manifest.get("provenance") or {"source": "ciagan train"})
+    provenance.update(
+        steps=manifest["step"],
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        checkpoint="compact (float16 weights)",
+    )
+    return save_model_file(output, fold_spectral_norm(state), provenance, half)
+
+
+def model_from_full(path: Path, output: Path, half: bool = False) -> ModelInfo:
+    """The model file of a full checkpoint's generator."""
+    state = ckpt.load_full(path)
+    try:
+        weights = {k: v.float() for k, v in state["networks"]["generator"].items()}
+        meta = state["meta"]
+    except (KeyError, TypeError, AttributeError):
+        raise ModelFileError(f"{path}: not a ciagan training checkpoint") from None
+    provenance = dict(meta.get("provenance") or {"source": "ciagan train"})
+    provenance.update(
+        steps=meta["step"],
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    return save_model_file(output, fold_spectral_norm(weights), provenance, half)
 
 
 def _seed_everything(seed: int) -> None:

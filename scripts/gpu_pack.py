@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Pack what the GPU run of the starter model needs into ``.gpu/`` (ignored by git).
+
+    python scripts/gpu_pack.py --prepared .gpu/prepared
+
+- ``.gpu/train/``: the ``train`` split of a prepared set (crops, landmarks, index, prepared.json;
+  the held-out identities stay here for ``ciagan eval``), about 14 MiB for the shared faces;
+- ``.gpu/official_generator_parity.npz``: the parity fixture for ``scripts/gpu_check.py``;
+- ``.gpu/resume/``: a compact checkpoint from an earlier GPU run, when ``--resume`` names one.
+
+The device tool carries ``.gpu`` with the working tree (64 MiB in all); the script prints the
+total. Then run ``scripts/gpu_starter.sh`` there (the README's "Starter model" section has the
+exact call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / ".gpu"
+FIXTURE = ROOT.parent / "shared" / "fixtures" / "official_generator_parity.npz"
+LIMIT = 64 * 2**20
+
+
+def pack_train_split(prepared: Path, out: Path) -> int:
+    with (prepared / "index.csv").open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields = reader.fieldnames or []
+        rows = list(reader)
+    points = np.load(prepared / "landmarks.npy")
+    keep = [i for i, row in enumerate(rows) if row["split"] == "train"]
+    if not keep:
+        raise SystemExit(f"{prepared}: no train rows")
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "crops").mkdir(parents=True)
+    for i in keep:
+        target = out / rows[i]["crop"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(prepared / rows[i]["crop"], target)
+    np.save(out / "landmarks.npy", points[keep])
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fields)
+    writer.writeheader()
+    writer.writerows(rows[i] for i in keep)
+    (out / "index.csv").write_text(text.getvalue())
+    info = json.loads((prepared / "prepared.json").read_text())
+    info["packed_for_gpu"] = {"split": "train", "crops": len(keep), "from": str(prepared)}
+    (out / "prepared.json").write_text(json.dumps(info, indent=2) + "\n")
+    return len(keep)
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prepared", type=Path, required=True, help="from ciagan prepare")
+    parser.add_argument("--resume", type=Path, help="compact checkpoint folder to continue")
+    args = parser.parse_args()
+    GPU.mkdir(exist_ok=True)
+    count = pack_train_split(args.prepared, GPU / "train")
+    shutil.copy2(FIXTURE, GPU / FIXTURE.name)
+    if args.resume:
+        if (GPU / "resume").exists():
+            shutil.rmtree(GPU / "resume")
+        shutil.copytree(args.resume, GPU / "resume")
+    elif (GPU / "resume").exists():
+        shutil.rmtree(GPU / "resume")
+    packed = sum(tree_bytes(GPU / name) for name in ("train", "resume") if (GPU / name).exists())
+    packed += (GPU / FIXTURE.name).stat().st_size
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    files = [ROOT / f.decode() for f in tracked if f]
+    tree = sum(path.stat().st_size for path in files if path.is_file())
+    total = packed + tree
+    print(
+        f"{count} training crops; .gpu: {packed / 2**20:.1f} MiB, working tree "
+        f"{tree / 2**20:.1f} MiB, {total / 2**20:.1f} of 64 MiB"
+    )
+    return 0 if total < LIMIT else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
