@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,9 @@ def save_model_file(
         "weights_sha256": digest,
     }
     with atomic_path(path) as tmp:
+        mode = tmp.stat().st_mode & 0o777
         save_file(state, str(tmp), metadata=metadata)
+        os.chmod(tmp, mode)  # safetensors recreates the file 0600; keep the usual mode
     return _info_from_metadata(path, metadata, sum(v.numel() for v in state.values()))
 
 

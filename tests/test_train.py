@@ -319,3 +319,111 @@ def test_a_model_file_is_made_from_a_run_or_its_compact_checkpoint(cli_run, tmp_
     for key, value in trained.state_dict.items():
         assert torch.allclose(half.state_dict[key], value, rtol=2e-2, atol=2e-3), key
     assert "step 3" in capsys.readouterr().out
+
+
+def test_resume_never_writes_into_a_folder_that_is_not_a_run(cli_run, prepared, tmp_path, capsys):
+    user = tmp_path / "user"
+    (user / "compact").mkdir(parents=True)
+    (user / "compact" / "notes.txt").write_text("mine")
+    (user / "config.yaml").write_text("mine")
+    args = ["train", str(prepared), "-o", str(user), "--resume", str(cli_run / "checkpoint.pt")]
+    assert main([*args, "--no-progress"]) == 1
+    assert "not a ciagan train run folder" in capsys.readouterr().err
+    assert (user / "compact" / "notes.txt").read_text() == "mine"
+    assert (user / "config.yaml").read_text() == "mine"
+    inside = prepared / "run"
+    assert main(["train", str(prepared), "-o", str(inside), "--no-progress"]) == 1
+    assert "apart from the prepared set" in capsys.readouterr().err
+    assert not inside.exists()
+
+
+def test_a_failed_save_does_not_cost_the_other_saves(prepared, tmp_path, monkeypatch):
+    from ciagan_core.errors import CiaganError
+
+    trainer = Trainer(replace(TINY, steps=1), prepared, tmp_path / "run")
+
+    def full_disk():
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer, "save_full", full_disk)
+    with pytest.raises(CiaganError, match=r"checkpoint\.pt: .*No space left"):
+        run_training(trainer)
+    assert read_compact(tmp_path / "run" / "compact")[0]["step"] == 1
+    assert load_model_file(tmp_path / "run" / "model.safetensors").info.provenance["steps"] == 1
+    summary = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert summary["saved"] == ["compact/", "model.safetensors", "samples"]
+
+
+def test_a_checkpoint_cannot_run_code_when_loaded(prepared, tmp_path):
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "PWNED",))
+
+    torch.save({"meta": Payload(), "networks": {}, "optimizers": {}}, tmp_path / "evil.pt")
+    trainer = Trainer(TINY, prepared, tmp_path / "run")
+    with pytest.raises(ModelFileError, match="not a readable training checkpoint"):
+        trainer.resume(tmp_path / "evil.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_resume_applies_the_new_learning_rate_and_checks_the_landmarker(
+    cli_run, prepared, tmp_path
+):
+    trainer = Trainer(replace(TINY, lr=1e-3), prepared, tmp_path / "run")
+    trainer.resume(cli_run / "checkpoint.pt")
+    assert all(
+        group["lr"] == 1e-3 for opt in trainer.optimizers.values() for group in opt.param_groups
+    )
+    other = tmp_path / "mesh_prepared"
+    shutil.copytree(prepared, other)
+    info = json.loads((other / "prepared.json").read_text())
+    (other / "prepared.json").write_text(json.dumps({**info, "landmarker": "mesh"}))
+    with pytest.raises(ModelFileError, match="trained on dlib landmarks"):
+        Trainer(TINY, other, tmp_path / "run2").resume(cli_run)  # the run folder itself
+
+
+def test_an_edited_compact_manifest_is_refused(cli_run, tmp_path):
+    copy = tmp_path / "compact"
+    shutil.copytree(cli_run / "compact", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "step": 999}))
+    with pytest.raises(ModelFileError, match="edited or damaged"):
+        read_compact(copy)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sample_faces: 0", "sample_faces must be at least 1"),
+        ("seed: -1", "seed must be in"),
+        ("device: cudaX", "device must be"),
+        ("save_margin_s: -100", "save_margin_s must not be negative"),
+        ("eval_every: 10\neval_faces: 0", "eval_faces must be at least 2"),
+    ],
+)
+def test_config_values_out_of_range_are_refused(text, message, tmp_path):
+    from ciagan_core.errors import ConfigError
+    from ciagan_core.training.config import load_config
+
+    (tmp_path / "c.yaml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_exponents_written_without_a_dot_are_numbers(tmp_path):
+    from ciagan_core.training.config import load_config
+
+    (tmp_path / "c.yaml").write_text("lr: 1e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(tmp_path / "c.yaml").lr == 1e-4
+
+
+def test_a_run_that_fails_before_saving_leaves_no_folder(prepared, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(
+        "batch_size: 2\ngenerator_updates: 1\nsample_faces: 2\nsample_identities: 2\n"
+        "contrastive_margin: 1.0e+30\nsave_margin_s: 0\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", str(prepared), "-o", str(out), "--config", str(tmp_path / "c.yaml")]
+    assert main([*args, "--steps", "1", "--no-progress"]) == 1
+    assert "not finite" in capsys.readouterr().err
+    assert not out.exists()

@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "ciagan_core.cli.export",
     "ciagan_core.cli.bench",
     "ciagan_ros.bag_cli",
+    "ciagan_ros.fleet_cli",
 )
 
 

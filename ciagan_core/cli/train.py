@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 from pathlib import Path
 
 from ciagan_core.errors import ConfigError
@@ -59,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _resume_source(out: Path, resume: str) -> Path:
     if resume != "auto":
-        return Path(resume)
+        return Path(resume)  # a run folder, its checkpoint.pt or its compact/
     for candidate in (out / "checkpoint.pt", out / "compact"):
         if candidate.exists():
             return candidate
@@ -69,10 +70,19 @@ def _resume_source(out: Path, resume: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    import time
+
     from tqdm import tqdm
 
     from ciagan_core.training.config import load_config
-    from ciagan_core.training.trainer import Trainer, check_output_folder, run_training
+    from ciagan_core.training.trainer import (
+        Trainer,
+        check_output_folder,
+        is_run_folder,
+        run_training,
+    )
+
+    started = time.monotonic()  # --time-limit counts start-up (data loading) too
 
     overrides = {
         "steps": args.steps,
@@ -84,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, overrides)
     out: Path = args.output
-    check_output_folder(out, resume=args.resume is not None)
+    check_output_folder(out, args.data, resume=args.resume is not None)
     source = _resume_source(out, args.resume) if args.resume else None
     # Everything that can fail on bad input (data, config, checkpoint) fails before the run
     # folder is created or touched.
@@ -113,7 +123,15 @@ def run(args: argparse.Namespace) -> int:
                     {k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()}, refresh=False
                 )
 
-        summary = run_training(trainer, args.time_limit, progress)
+        new_folder = not out.exists() or not any(out.iterdir())
+        try:
+            summary = run_training(trainer, args.time_limit, progress, started)
+        except BaseException:
+            # A run that failed before saving anything leaves no folder that is neither
+            # new nor resumable.
+            if new_folder and out.is_dir() and not is_run_folder(out):
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     print(
         f"{summary['stopped']} at step {summary['step']}/{summary['steps']} "
         f"({summary['samples_per_s']} samples/s on {summary['device']}, {summary['precision']}); "

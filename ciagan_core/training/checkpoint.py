@@ -49,10 +49,26 @@ def save_full(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_full(path: Path) -> dict[str, Any]:
+    """A full checkpoint, loaded without running code (``weights_only``: tensors and plain
+    Python values only)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises several types for damaged files
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
         raise ModelFileError(f"{path}: not a readable training checkpoint ({exc})") from None
+    if (
+        not isinstance(state, dict)
+        or not isinstance(state.get("meta"), dict)
+        or not isinstance(state.get("networks"), dict)
+        or not isinstance(state.get("optimizers"), dict)
+    ):
+        raise ModelFileError(f"{path}: not a ciagan training checkpoint")
+    return state
+
+
+def meta_sha256(manifest: dict[str, Any]) -> str:
+    """sha256 of a manifest's content without its own hash (so an edit is noticed)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _flatten_optimizer(prefix: str, state: dict) -> dict[str, torch.Tensor]:
@@ -116,6 +132,7 @@ def save_compact(
             "networks": list(networks),
             **meta,
         }
+        manifest["manifest_sha256"] = meta_sha256(manifest)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         os.chmod(tmp, 0o755)
         old = folder.with_name(f".{folder.name}.old")
@@ -144,10 +161,15 @@ def read_compact(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
         manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
         raise ModelFileError(f"{folder}/manifest.json: unreadable ({exc})") from None
-    if manifest.get("format") != COMPACT_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != COMPACT_FORMAT:
         raise ModelFileError(f"{folder}: not a ciagan compact checkpoint")
-    if int(manifest.get("format_version", 0)) > COMPACT_VERSION:
-        raise ModelFileError(f"{folder}: written by a newer ciagan; upgrade to resume from it")
+    if manifest.get("format_version") != COMPACT_VERSION:
+        raise ModelFileError(
+            f"{folder}: compact checkpoint version {manifest.get('format_version')!r}; this "
+            f"ciagan reads version {COMPACT_VERSION}"
+        )
+    if manifest.get("manifest_sha256") != meta_sha256(manifest):
+        raise ModelFileError(f"{folder}/manifest.json: edited or damaged (its sha256 differs)")
     chunks = []
     for part in manifest["parts"]:
         path = folder / part["file"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +115,17 @@ class TrainConfig:
             )
         if self.contrastive_margin <= 0 or self.identity_weight < 0:
             raise ConfigError("contrastive_margin must be positive, identity_weight >= 0")
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be in 0..{2**32 - 1}, got {self.seed}")
+        for name in ("sample_faces", "sample_identities"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every and self.eval_faces < 2:
+            raise ConfigError(f"eval_faces must be at least 2, got {self.eval_faces}")
+        if self.save_margin_s < 0:
+            raise ConfigError(f"save_margin_s must not be negative, got {self.save_margin_s}")
 
     def compact_network_names(self) -> list[str]:
         return [n.strip() for n in self.compact_networks.split(",") if n.strip()]
@@ -173,8 +185,13 @@ def config_from_mapping(values: dict[str, Any], source: str = "config") -> Train
         elif isinstance(default, int):
             ok = isinstance(value, int) and not isinstance(value, bool)
         elif isinstance(default, float):
+            # YAML 1.1 reads 1e-4 (no dot) as a string: take it as the number it means.
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = float(value)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             value = float(value) if ok else value
+            ok = ok and math.isfinite(value)
         elif isinstance(default, tuple):
             ok = isinstance(value, (list, tuple)) and all(
                 isinstance(v, (int, float)) for v in value

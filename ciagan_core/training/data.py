@@ -13,6 +13,8 @@ the source's (the one-hot the generator is conditioned on) and a real photo of t
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +37,8 @@ from ciagan_core.alignment import (
 )
 from ciagan_core.errors import InputError
 from ciagan_core.training.prepare import load_prepared
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,6 +119,20 @@ class TrainingSet:
         self.drawings = torch.from_numpy(drawings).to(self.device)
         self.masks = torch.from_numpy(masks[..., None]).to(self.device)
         self.by_identity = [np.flatnonzero(self.labels == i) for i in range(len(self.identities))]
+        single = [self.identities[i] for i, rows in enumerate(self.by_identity) if len(rows) == 1]
+        if single:
+            log.warning(
+                "%d identities have one photo (%s...): their siamese 'same' pairs are the photo "
+                "with itself",
+                len(single),
+                ", ".join(single[:3]),
+            )
+        digest = hashlib.sha256()
+        for row, points in zip(self.rows, self.points, strict=True):
+            digest.update(f"{row['crop']}|{row['identity']}|".encode())
+            digest.update(np.ascontiguousarray(points, np.float32).tobytes())
+        #: Identifies the training photos and their landmarks (checked when resuming).
+        self.digest = digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -177,9 +177,26 @@ def load_prepared(folder: Path) -> tuple[list[dict[str, str]], np.ndarray]:
     index = folder / "index.csv"
     if not index.is_file() or not (folder / "landmarks.npy").is_file():
         raise InputError(f"{folder}: not a prepared training set (run ciagan prepare)")
-    with index.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    points = np.load(folder / "landmarks.npy")
-    if points.shape != (len(rows), 68, 2):
-        raise InputError(f"{folder}: landmarks.npy does not match index.csv")
+    try:
+        with index.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is fine
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{index}: unreadable ({exc})") from None
+    missing = {"crop", "identity", "split"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise InputError(
+            f"{index}: no rows, or columns missing ({', '.join(sorted(missing))}); "
+            "run ciagan prepare again"
+        )
+    try:
+        points = np.load(folder / "landmarks.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder}/landmarks.npy: unreadable ({exc})") from None
+    if points.shape != (len(rows), 68, 2) or points.dtype.kind != "f":
+        raise InputError(
+            f"{folder}: landmarks.npy ({points.dtype} {list(points.shape)}) does not match "
+            f"index.csv ({len(rows)} rows of 68 points)"
+        )
+    if not np.isfinite(points).all():
+        raise InputError(f"{folder}/landmarks.npy: holds NaN or infinite points")
     return rows, points

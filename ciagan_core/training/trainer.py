@@ -41,7 +41,8 @@ import yaml
 from torch.nn import functional as F
 
 from ciagan_core import __version__
-from ciagan_core.errors import ConfigError, InputError, ModelFileError
+from ciagan_core.atomic_write import write_bytes_atomic
+from ciagan_core.errors import CiaganError, ConfigError, InputError, ModelFileError
 from ciagan_core.model_file import ModelInfo, save_model_file
 from ciagan_core.models.discriminator import Discriminator
 from ciagan_core.models.folding import fold_spectral_norm
@@ -225,6 +226,7 @@ class Trainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": ckpt.encode_bytes(torch.get_rng_state().numpy().tobytes()),
             "version": __version__,
+            "data_sha256": self.data.digest,
             "provenance": self.provenance(),
         }
 
@@ -249,45 +251,76 @@ class Trainer:
             self.config.compact_part_mib,
         )
 
-    def _check_identities(self, meta: dict[str, Any], source: Path) -> None:
+    def _check_data(self, meta: dict[str, Any], source: Path) -> None:
+        """Resume only on the training photos (and landmarker) the checkpoint learnt from."""
         if meta.get("identities") != self.data.identities:
             raise ModelFileError(
                 f"{source}: trained on {len(meta.get('identities') or [])} identities that "
                 f"differ from the {self.data.num_identities} of {self.data_folder}; resume "
                 "with the same prepared set"
             )
+        landmarker = (meta.get("provenance") or {}).get("landmarker")
+        if landmarker and landmarker != self.prepared.get("landmarker"):
+            raise ModelFileError(
+                f"{source}: trained on {landmarker} landmarks, but {self.data_folder} was "
+                f"prepared with {self.prepared.get('landmarker')}; resume with the same "
+                "prepared set"
+            )
+        if meta.get("data_sha256") not in (None, self.data.digest):
+            raise ModelFileError(
+                f"{source}: trained on other photos or landmarks than the training split of "
+                f"{self.data_folder}; resume with the same prepared set"
+            )
 
     def _restore_meta(self, meta: dict[str, Any], source: Path) -> None:
-        if meta["config_sha256"] != self.config.digest():
+        try:
+            step, seconds = int(meta["step"]), float(meta.get("seconds", 0.0))
+            rng_state = meta["numpy_rng"]
+            torch_rng = np.frombuffer(ckpt.decode_bytes(meta["torch_rng"]), np.uint8).copy()
+            self.rng.bit_generator.state = rng_state
+            torch.set_rng_state(torch.from_numpy(torch_rng))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{source}: checkpoint state is damaged ({exc!r})") from None
+        if step < 0:
+            raise ModelFileError(f"{source}: checkpoint state is damaged (step {step})")
+        self.step, self.seconds = step, seconds
+        if meta.get("config_sha256") != self.config.digest():
             log.warning("%s: resuming with settings that differ from the checkpoint's", source)
-        self.step = int(meta["step"])
-        self.seconds = float(meta.get("seconds", 0.0))
-        self.rng.bit_generator.state = meta["numpy_rng"]
-        torch.set_rng_state(
-            torch.from_numpy(np.frombuffer(ckpt.decode_bytes(meta["torch_rng"]), np.uint8).copy())
-        )
+        # The settings of this run apply from here on, also those an optimizer state holds.
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = self.config.lr, tuple(self.config.betas)
 
     def resume(self, path: Path) -> str:
-        """Continue from a full checkpoint file or a compact checkpoint folder."""
+        """Continue from a full checkpoint file, a compact checkpoint folder, or a run folder
+        (its checkpoint.pt, else its compact/)."""
+        if path.is_dir() and not (path / "manifest.json").exists():
+            if (path / "checkpoint.pt").is_file():
+                path = path / "checkpoint.pt"
+            elif (path / "compact").exists() or (path / ".compact.old").exists():
+                path = path / "compact"
         if path.is_dir() or path.name == "compact":
             manifest, tensors = ckpt.read_compact(path)
-            self._check_identities(manifest, path)
-            ckpt.restore_compact(manifest, tensors, self.networks, self.optimizers)
+            self._check_data(manifest, path)
+            try:
+                ckpt.restore_compact(manifest, tensors, self.networks, self.optimizers)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ModelFileError(f"{path}: compact checkpoint is damaged ({exc!r})") from None
             self._restore_meta(manifest, path)
             kept = ", ".join(manifest.get("optimizers", {})) or "none"
             fresh = [n for n in self.networks if n not in manifest.get("networks", NETWORKS)]
             note = f"; starting afresh: {', '.join(fresh)}" if fresh else ""
             return f"compact checkpoint at step {self.step} (optimizer states kept: {kept}{note})"
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no checkpoint there")
         state = ckpt.load_full(path)
-        if not isinstance(state, dict) or "meta" not in state:
-            raise ModelFileError(f"{path}: not a ciagan training checkpoint")
-        self._check_identities(state["meta"], path)
+        self._check_data(state["meta"], path)
         try:
             for name, net in self.networks.items():
                 net.load_state_dict(state["networks"][name])
             for name, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][name])
-        except (KeyError, RuntimeError, ValueError) as exc:
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: does not fit these networks ({exc})") from None
         self._restore_meta(state["meta"], path)
         return f"full checkpoint at step {self.step}"
@@ -449,19 +482,37 @@ def run_training(
     trainer: Trainer,
     time_limit: float | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    started: float | None = None,
 ) -> dict[str, Any]:
-    """Train to ``config.steps`` or until ``time_limit`` seconds (minus the save margin) have
-    passed, or Ctrl-C / SIGTERM; then save everything. Returns the summary (train.json)."""
+    """Train to ``config.steps`` or until ``time_limit`` seconds (counted from ``started``, a
+    ``time.monotonic()`` reading, default now; minus the save margin) have passed, or Ctrl-C /
+    SIGTERM; then save everything. Returns the summary (train.json).
+
+    A failure during training (a disk error at a periodic checkpoint, say) stops the loop and
+    the final saves still run; each final save is tried even if another fails. Non-finite
+    losses are the exception: the weights are then damaged, so only the earlier checkpoint
+    stays. Errors are raised after the saves, naming what was and was not saved.
+    """
     cfg = trainer.config
     out = trainer.out
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.as_dict(), sort_keys=False))
-    eval_columns = ("identification_rate", "detection_rate_centerface", "fid")
+    remove_stale_temporaries(out)
+    write_bytes_atomic(
+        out / "config.yaml", yaml.safe_dump(cfg.as_dict(), sort_keys=False).encode()
+    )
+    eval_columns = (
+        "identification_rate",
+        "detection_rate_hog",
+        "detection_rate_centerface",
+        "fallbacks",
+        "fid",
+    )
     log_file = LossLog(out / "losses.csv", LOSS_COLUMNS + eval_columns)
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     deadline = None if time_limit is None else started + max(time_limit - cfg.save_margin_s, 0)
     stop = StopReason()
     stop_requested = {"signal": None}
+    failure: BaseException | None = None
 
     def on_signal(signum, frame):
         stop_requested["signal"] = signal.Signals(signum).name
@@ -477,7 +528,8 @@ def run_training(
             if stop_requested["signal"]:
                 stop.text = f"stopped by {stop_requested['signal']}"
                 break
-            # Stop when the next step would cross the deadline.
+            # Stop when the next step would cross the deadline (the first step is guessed at
+            # 0 s: nothing is known about it yet).
             next_step = float(np.median(step_seconds[-20:])) if step_seconds else 0.0
             if deadline is not None and time.monotonic() + next_step > deadline:
                 stop.text = f"time limit ({time_limit:.0f} s)"
@@ -501,7 +553,11 @@ def run_training(
                 }
                 window_start, window_steps = time.monotonic(), 0
             if cfg.eval_every and trainer.step % cfg.eval_every == 0:
-                figures = trainer.evaluate()
+                try:
+                    figures = trainer.evaluate()
+                except CiaganError as exc:  # monitoring must not end the run
+                    log.error("evaluation at step %d failed: %s", trainer.step, exc)
+                    figures = {}
                 row = {
                     **(row or {"step": trainer.step, "seconds": round(trainer.seconds, 2)}),
                     **figures,
@@ -514,14 +570,32 @@ def run_training(
                 trainer.save_full()
         else:
             stop.text = "finished"
+    except FloatingPointError as exc:  # damaged weights: the last good checkpoint stays
+        raise CiaganError(
+            f"{exc}; nothing saved for this step (an earlier checkpoint, if any, is unchanged)"
+        ) from None
+    except Exception as exc:  # saved below, then raised
+        failure = exc
+        stop.text = f"failed at step {trainer.step}: {exc}"
+        log.error("training stopped: %s", exc)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log_file.close()
-    trainer.save_full()
-    trainer.save_compact()
-    trainer.write_samples()
-    model = trainer.write_model()
+    saved, errors = [], []
+    # The compact checkpoint first: it is what travels back from a GPU machine.
+    for name, save in (
+        ("compact/", trainer.save_compact),
+        ("model.safetensors", trainer.write_model),
+        ("checkpoint.pt", trainer.save_full),
+        ("samples", trainer.write_samples),
+    ):
+        try:
+            save()
+            saved.append(name)
+        except Exception as exc:  # every save is tried
+            errors.append(f"{name}: {exc}")
+            log.error("could not save %s: %s", name, exc)
     summary = {
         "stopped": stop.text,
         "step": trainer.step,
@@ -536,25 +610,63 @@ def run_training(
         "identities": trainer.data.num_identities,
         "photos": len(trainer.data),
         "config_sha256": cfg.digest(),
-        "model": str(model.path),
+        "model": str(out / "model.safetensors") if "model.safetensors" in saved else None,
+        "saved": saved,
+        "save_errors": errors,
     }
-    (out / "train.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with contextlib.suppress(OSError):
+        write_bytes_atomic(out / "train.json", (json.dumps(summary, indent=2) + "\n").encode())
+    if errors or failure is not None:
+        what = f"saved {', '.join(saved) or 'nothing'}"
+        problems = "; ".join(([str(failure)] if failure else []) + errors)
+        raise CiaganError(f"training stopped at step {trainer.step} ({what}): {problems}")
     return summary
 
 
-def check_output_folder(out: Path, resume: bool) -> None:
-    """A new run never writes into a folder holding another run (or anything else)."""
+def is_run_folder(out: Path) -> bool:
+    """A folder ``ciagan train`` made and saved state in."""
+    return (
+        (out / "checkpoint.pt").is_file()
+        or (out / "compact" / "manifest.json").is_file()
+        or (out / ".compact.old" / "manifest.json").is_file()
+    )
+
+
+def check_output_folder(out: Path, data: Path, resume: bool) -> None:
+    """Never write into a folder holding something else: a new run needs a new or empty
+    folder, a resumed one a run folder (or a new or empty one for a checkpoint from
+    elsewhere); never the prepared set, a folder inside it, or one holding it."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    if resume:
-        return
+    run, source = out.resolve(), data.resolve()
+    if run == source or source in run.parents or run in source.parents:
+        raise InputError(f"{out}: the run folder must lie apart from the prepared set {data}")
     if out.is_dir() and any(out.iterdir()):
-        raise InputError(
-            f"{out}: not empty; use --resume to continue the run there, or another folder"
-        )
+        if not resume:
+            raise InputError(
+                f"{out}: not empty; use --resume to continue the run there, or another folder"
+            )
+        if not is_run_folder(out):
+            raise InputError(
+                f"{out}: not empty and not a ciagan train run folder; resume into the run's "
+                "own folder, or a new one"
+            )
+    parent = out if out.is_dir() else out.parent
+    if not parent.is_dir():
+        raise InputError(f"{parent}: no such folder")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{parent}: cannot write there ({exc.strerror})") from None
 
 
-def remove_if_empty(out: Path) -> None:
-    with contextlib.suppress(OSError):
-        if out.is_dir() and not any(out.iterdir()):
-            shutil.rmtree(out)
+def remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of saves that were killed (never the previous good state)."""
+    for path in out.glob(".checkpoint.pt.*.tmp"):
+        path.unlink(missing_ok=True)
+    for path in out.glob(".model.safetensors.*.tmp"):
+        path.unlink(missing_ok=True)
+    for path in out.glob(".compact.*"):
+        if path.name != ".compact.old" and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
