@@ -45,7 +45,7 @@ def test_crops_and_landmarks_are_the_pipelines_alignment(prepared):
         np.testing.assert_allclose(points[i], expected, atol=1e-4)
         stored = cv2.imread(str(out / rows[i]["crop"]))
         assert stored.shape == (218, 178, 3)
-        assert np.abs(stored.astype(int) - crop.astype(int)).mean() < 3  # JPEG only
+        assert np.abs(stored.astype(int) - crop.astype(int)).mean() < 4  # JPEG 75 only
 
 
 def test_photos_without_a_usable_face_are_listed_not_fatal(prepared):

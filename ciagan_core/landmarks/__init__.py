@@ -8,12 +8,6 @@ from ciagan_core.errors import ConfigError
 from ciagan_core.landmarks.base import Landmarker
 
 LANDMARKERS = ("dlib", "mesh", "face_alignment")
-#: Where each landmarker's model comes from and its licence (for ``ciagan model info`` and docs).
-LICENCES = {
-    "dlib": "iBUG 300-W training data: non-commercial use only",
-    "mesh": "MediaPipe face mesh: Apache-2.0",
-    "face_alignment": "2DFAN4 weights: see the face-alignment project",
-}
 
 
 def create_landmarker(
@@ -35,4 +29,4 @@ def create_landmarker(
     raise ConfigError(f"unknown landmarker {name!r}; choose one of {', '.join(LANDMARKERS)}")
 
 
-__all__ = ["LANDMARKERS", "LICENCES", "Landmarker", "create_landmarker"]
+__all__ = ["LANDMARKERS", "Landmarker", "create_landmarker"]

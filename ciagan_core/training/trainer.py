@@ -91,7 +91,6 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed)
         self.data = TrainingSet(data, "train", self.device, config.workers)
         self.prepared = _prepared_info(self.data_folder)
-        self.eval_data: TrainingSet | None = None
         count = self.data.num_identities
         self.generator = Generator(count, spectral_norm=True)
         xavier_init_(self.generator)
@@ -355,8 +354,7 @@ class Trainer:
     def sample_grid(self) -> np.ndarray:
         """Rows: probe faces; columns: real, generator input, then one output per identity."""
         cfg = self.config
-        source = self.eval_data or self.data
-        probe = source.probe(cfg.sample_faces)
+        probe = self.data.probe(cfg.sample_faces)
         ids = np.linspace(0, self.data.num_identities - 1, cfg.sample_identities).round()
         columns = [probe.face, probe.face * (1 - probe.mask) + probe.landmarks * probe.mask]
         self.generator.eval()  # stored spectral-norm vectors: sampling changes no state
