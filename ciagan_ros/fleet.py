@@ -19,6 +19,8 @@ at start, and before a bag is retried.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
@@ -34,7 +36,13 @@ from typing import Any
 from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.errors import CiaganError, ConfigError, InputError
 from ciagan_core.pipeline import AnonymizerConfig
-from ciagan_ros.bag_tool import BagSettings, input_fingerprint, settings_digest
+from ciagan_ros.bag_tool import (
+    OWNER_FILE,
+    BagSettings,
+    input_fingerprint,
+    output_fingerprint,
+    settings_digest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +110,15 @@ class BagOutcome:
         )
 
 
-def find_bags(inputs: Sequence[Path]) -> list[Path]:
-    """Every rosbag2 folder given, or found below a given folder (sorted, no duplicates)."""
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and ".partial-" in name
+
+
+def find_bags(inputs: Sequence[Path], exclude: Path | None = None) -> list[Path]:
+    """Every rosbag2 folder given, or found below a given folder (hidden and symlinked folders
+    included; ``exclude``, the output folder, and temporary output folders skipped), sorted,
+    without duplicates."""
+    skip = exclude.resolve() if exclude is not None else None
     found: list[Path] = []
     for item in inputs:
         item = Path(item)
@@ -114,20 +129,31 @@ def find_bags(inputs: Sequence[Path]) -> list[Path]:
             continue
         if not item.is_dir():
             raise InputError(f"{item}: not a rosbag2 folder (no metadata.yaml)")
-        below = sorted(p.parent for p in item.rglob("metadata.yaml"))
-        below = [p for p in below if not p.name.startswith(".")]  # never our own temp folders
+        below, seen = [], set()
+        for folder, dirs, files in os.walk(item, followlinks=True):
+            real = Path(folder).resolve()
+            if real in seen or real == skip:  # a symlink loop, or the output folder
+                dirs[:] = []
+                continue
+            seen.add(real)
+            if "metadata.yaml" in files and Path(folder) != item:
+                below.append(Path(folder))
+                dirs[:] = []  # a bag's own subfolders hold no further bags
+                continue
+            dirs[:] = sorted(d for d in dirs if not _is_temporary(d))
         if not below:
             raise InputError(f"{item}: no rosbag2 folder inside")
-        found += below
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
+        found += sorted(below)
+    return list(dict.fromkeys(p.resolve() for p in found))
 
 
 def plan_jobs(inputs: Sequence[Path], outdir: Path) -> list[BagJob]:
     """One output folder per bag, ``OUTDIR/<bag name>``; names must not collide and no output
     may be or hold an input."""
     outdir = Path(outdir)
-    bags = find_bags(inputs)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"{outdir}: exists and is not a folder")
+    bags = find_bags(inputs, exclude=outdir)
     if not bags:
         raise InputError("no bags to process")
     out = outdir.resolve()
@@ -148,8 +174,8 @@ def plan_jobs(inputs: Sequence[Path], outdir: Path) -> list[BagJob]:
 
 
 def is_finished(job: BagJob, digest: str) -> bool:
-    """The output and its report are complete and were made from this input with these
-    settings."""
+    """The output and its report are complete, were made from this input with these settings,
+    and the output's files are all still there at their sizes."""
     if not (job.target / "metadata.yaml").is_file() or not job.report_path.is_file():
         return False
     try:
@@ -160,6 +186,7 @@ def is_finished(job: BagJob, digest: str) -> bool:
         report.get("complete") is True
         and report.get("settings_sha256") == digest
         and report.get("input_fingerprint") == input_fingerprint(job.source)
+        and report.get("output_fingerprint") == output_fingerprint(job.target)
     )
 
 
@@ -185,15 +212,30 @@ def _read_attempts(job: BagJob) -> int:
         return 0
 
 
-def remove_stale_temporaries(outdir: Path, name: str | None = None) -> list[Path]:
-    """Remove ``.<name>.partial-*`` folders (every bag's when ``name`` is None)."""
-    pattern = f".{name}.partial-*" if name else ".*.partial-*"
-    removed = []
-    for path in Path(outdir).glob(pattern):
-        if path.is_dir():
+def remove_stale_temporaries(outdir: Path, names: Sequence[str], force: bool = False) -> int:
+    """Remove the temporary folders (``.<name>.partial-*``, holding ``ciagan bag``'s owner
+    file) left for these bag names: those whose writing process is gone (on this host), or all
+    of them with ``force`` (a worker about to write that bag itself, which only it may).
+    Returns how many were removed."""
+    removed = 0
+    for name in names:
+        for path in Path(outdir).glob(f".{glob.escape(name)}.partial-*"):
+            owner = path / OWNER_FILE
+            if path.is_symlink() or not owner.is_file():
+                continue  # not a folder ciagan bag made: never ours to remove
+            if not force and _owner_alive(owner):
+                continue
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            removed += 1
     return removed
+
+
+def _owner_alive(owner: Path) -> bool:
+    try:
+        info = json.loads(owner.read_text())
+    except (OSError, ValueError):
+        return False  # a broken owner file: nobody to wait for
+    return info.get("host") == socket.gethostname() and _alive(int(info.get("pid", 0)))
 
 
 class BagWorker:
@@ -216,7 +258,7 @@ class BagWorker:
         attempt = _count_attempt(job)
         # A worker killed on this bag earlier left its temporary folder: only one worker holds
         # a bag at a time, so whatever is there is stale.
-        remove_stale_temporaries(job.target.parent, job.target.name)
+        remove_stale_temporaries(job.target.parent, [job.target.name], force=True)
         if attempt > 1 and is_finished(job, self.digest):
             # The killed attempt finished the bag before it died.
             report = json.loads(job.report_path.read_text())
@@ -266,47 +308,43 @@ class BagWorker:
 
 @dataclass
 class FleetLock:
-    """One fleet run per output folder: a second would remove the first's temporary folders."""
+    """One fleet run per output folder (a second would remove the first's temporary folders).
+
+    An advisory ``flock`` on OUTDIR/.ciagan-fleet.lock: the kernel releases it when the
+    process ends, however it ends, so a killed run never blocks the next one. The file stays.
+    """
 
     path: Path
-    held: bool = field(default=False)
+    handle: Any = field(default=None)
 
     def acquire(self) -> None:
-        me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                try:
-                    other = json.loads(self.path.read_text())
-                except (OSError, ValueError):
-                    other = {}
-                if other.get("host") == me["host"] and _alive(int(other.get("pid", 0))):
-                    raise InputError(
-                        f"{self.path.parent}: another fleet run (pid {other['pid']}) is writing "
-                        "here; wait for it or use another output folder"
-                    ) from None
-                if other.get("host") not in (None, me["host"]):
-                    raise InputError(
-                        f"{self.path.parent}: a fleet run on {other['host']} holds {self.path}; "
-                        "remove it if that run is over"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # its run is gone
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(me, handle)
-            self.held = True
-            return
-        raise InputError(f"{self.path}: cannot take the fleet lock")
+        import fcntl
+
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise InputError(
+                f"{self.path.parent}: another fleet run is writing here ({holder}; lock "
+                f"{self.path}); wait for it or use another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        self.handle = handle
 
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        if self.handle is not None:
+            self.handle.close()  # releases the flock
+            self.handle = None
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
+    if pid <= 0 or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -334,16 +372,50 @@ def run_fleet(
         raise ConfigError("max_restarts and max_task_retries must not be negative")
     outdir = Path(outdir)
     jobs = plan_jobs(inputs, outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if fleet.ray_address is None and (fleet.workers > 1 or fleet.num_gpus):
+        log.warning(
+            "--workers and --gpus-per-worker apply to Ray workers; without --ray the "
+            "bags run one after another in this process"
+        )
+    if fleet.ray_address is not None:
+        _import_ray()  # before anything is created
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{outdir}: cannot create the output folder ({exc.strerror})") from None
+    names = [job.target.name for job in jobs]
     lock = FleetLock(outdir / LOCK_NAME)
     lock.acquire()
     started = time.perf_counter()
+    outcomes: list[BagOutcome] = []
+    digest = settings_digest(config, bag_settings)
+    backend = "in-process"
+
+    def write_report(complete: bool) -> dict[str, Any]:
+        order = {str(job.source): i for i, job in enumerate(jobs)}
+        outcomes.sort(key=lambda o: order[o.source])
+        report = {
+            "complete": complete,
+            "backend": backend,
+            "bags": len(jobs),
+            "done": sum(o.status == "done" for o in outcomes),
+            "skipped": sum(o.status == "skipped" for o in outcomes),
+            "failed": sum(o.status == "failed" for o in outcomes),
+            "not_run": len(jobs) - len(outcomes),
+            "wall_s": round(time.perf_counter() - started, 2),
+            "settings_sha256": digest,
+            "fleet": asdict(fleet),
+            "results": [asdict(o) for o in outcomes],
+        }
+        write_bytes_atomic(outdir / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode())
+        return report
+
     try:
-        removed = remove_stale_temporaries(outdir)
+        removed = remove_stale_temporaries(outdir, names)
         if removed:
-            log.warning("removed %d temporary folders of an interrupted run", len(removed))
-        digest = settings_digest(config, bag_settings)
-        outcomes: list[BagOutcome] = []
+            log.warning("removed %d temporary folders of an interrupted run", removed)
+        for job in jobs:
+            _attempts_file(job).unlink(missing_ok=True)
         todo: list[BagJob] = []
         for job in jobs:
             if is_finished(job, digest):
@@ -356,13 +428,11 @@ def run_fleet(
                         str(job.target),
                         "failed",
                         error=f"{job.target} exists but was not made from this bag with these "
-                        "settings; pass --overwrite to replace it",
+                        "settings (or was changed since); pass --overwrite to replace it",
                     )
                 )
             else:
                 todo.append(job)
-        for job in todo:
-            _attempts_file(job).unlink(missing_ok=True)
         if progress:
             for i, outcome in enumerate(outcomes, start=1):
                 progress(outcome, i, len(jobs))
@@ -372,33 +442,29 @@ def run_fleet(
             if progress:
                 progress(outcome, len(outcomes), len(jobs))
 
-        settings = BagSettings(**{**asdict(bag_settings), "overwrite": fleet.overwrite})
-        backend = "in-process"
+        # One --keep-topic list serves recordings that need not all have those topics.
+        settings = BagSettings(
+            **{
+                **asdict(bag_settings),
+                "overwrite": fleet.overwrite,
+                "kept_topics_must_exist": False,
+            }
+        )
         if todo:
             if fleet.ray_address is None:
                 _run_local(todo, config, settings, report_one)
             else:
                 backend = _run_ray(todo, config, settings, fleet, report_one)
-        order = {str(job.source): i for i, job in enumerate(jobs)}
-        outcomes.sort(key=lambda o: order[o.source])
-        report = {
-            "complete": True,
-            "backend": backend,
-            "bags": len(jobs),
-            "done": sum(o.status == "done" for o in outcomes),
-            "skipped": sum(o.status == "skipped" for o in outcomes),
-            "failed": sum(o.status == "failed" for o in outcomes),
-            "wall_s": round(time.perf_counter() - started, 2),
-            "settings_sha256": digest,
-            "fleet": asdict(fleet),
-            "results": [asdict(o) for o in outcomes],
-        }
-        write_bytes_atomic(outdir / REPORT_NAME, (json.dumps(report, indent=2) + "\n").encode())
-        remove_stale_temporaries(outdir)
-        for job in todo:
-            _attempts_file(job).unlink(missing_ok=True)
-        return report
+        return write_report(complete=True)
+    except BaseException:
+        with contextlib.suppress(Exception):  # Ctrl-C: say what did finish
+            write_report(complete=False)
+        raise
     finally:
+        with contextlib.suppress(OSError):
+            remove_stale_temporaries(outdir, names)
+            for job in jobs:
+                _attempts_file(job).unlink(missing_ok=True)
         lock.release()
 
 
@@ -408,31 +474,47 @@ def _run_local(todo, config, settings, report_one) -> None:
         report_one(worker.process(job))
 
 
-def _ray_init(address: str):
+def _import_ray():
     try:
         import ray
     except ImportError:
         raise ConfigError(
-            "--ray needs Ray: pip install -e '.[fleet]' (or pip install 'ray>=2.9')"
+            "--ray needs Ray: pip install -e '.[fleet]' (or pip install 'ray[client]>=2.9')"
         ) from None
-    if not ray.is_initialized():
+    return ray
+
+
+def _ray_init(address: str):
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    try:
         if address == "local":
             ray.init(include_dashboard=False, log_to_driver=False)
         else:
             ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, ValueError (ray:// without ray[client]), ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--ray {address}: cannot connect to Ray ({first})") from None
     return ray
 
 
 def _run_ray(todo, config, settings, fleet: FleetSettings, report_one) -> str:
     ray = _ray_init(fleet.ray_address or "local")
     resources = ray.cluster_resources()
-    if fleet.workers:
-        count = fleet.workers
-    elif fleet.num_gpus:
-        count = int(resources.get("GPU", 0) // fleet.num_gpus)
-    else:
-        count = int(resources.get("CPU", 1) // max(fleet.num_cpus, 1e-9))
-    count = max(1, min(count, len(todo)))
+    # Workers the cluster can hold at once: more would wait forever for resources.
+    fits = int(resources.get("CPU", 0) // fleet.num_cpus) if fleet.num_cpus else len(todo)
+    if fleet.num_gpus:
+        fits = min(fits, int(resources.get("GPU", 0) // fleet.num_gpus))
+    if fits < 1:
+        raise ConfigError(
+            f"the Ray cluster ({resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} "
+            f"GPUs) cannot hold one worker of {fleet.num_cpus:g} CPUs and {fleet.num_gpus:g} "
+            "GPUs; lower --cpus-per-worker/--gpus-per-worker or add nodes"
+        )
+    count = min(fleet.workers or fits, fits, len(todo))
+    if fleet.workers > fits:
+        log.warning("the cluster holds %d workers of this size, not %d", fits, fleet.workers)
     actor_class = ray.remote(
         num_cpus=fleet.num_cpus,
         num_gpus=fleet.num_gpus,
@@ -465,7 +547,7 @@ def _run_ray(todo, config, settings, fleet: FleetSettings, report_one) -> str:
                     attempts=_read_attempts(job),
                     error=f"worker lost ({type(exc).__name__}: {first_line})",
                 )
-                remove_stale_temporaries(job.target.parent, job.target.name)
+                remove_stale_temporaries(job.target.parent, [job.target.name], force=True)
                 if isinstance(exc, RayActorError):  # gone for good: a new one takes its place
                     actor = actor_class.remote(config, settings)
                     actors.append(actor)

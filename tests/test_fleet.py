@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -23,6 +24,7 @@ from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import BagSettings, anonymize_bag
 from ciagan_ros.fleet import (
     LOCK_NAME,
+    FleetLock,
     FleetSettings,
     plan_jobs,
     run_fleet,
@@ -69,7 +71,10 @@ def _messages(path: Path) -> list[tuple[str, int, bytes]]:
 
 
 def _leftovers(outdir: Path) -> list[str]:
-    return sorted(p.name for p in outdir.iterdir() if p.name.startswith("."))
+    """Hidden things left in a folder (the lock file stays, by design)."""
+    return sorted(
+        p.name for p in outdir.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME
+    )
 
 
 @pytest.fixture(scope="module")
@@ -252,11 +257,107 @@ def test_bad_plans_are_refused_before_anything_runs(bags, tmp_path):
 def test_a_second_run_on_the_same_output_folder_is_refused(bags, tmp_path):
     outdir = tmp_path / "out"
     outdir.mkdir()
-    (outdir / LOCK_NAME).write_text(
-        json.dumps({"host": os.uname().nodename, "pid": os.getpid(), "since": 0})
-    )
-    with pytest.raises(Exception, match="another fleet run"):
-        run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
-    (outdir / LOCK_NAME).write_text(json.dumps({"host": os.uname().nodename, "pid": 999999}))
+    other = FleetLock(outdir / LOCK_NAME)
+    other.acquire()  # a live run holds the folder
+    try:
+        with pytest.raises(Exception, match="another fleet run is writing here"):
+            run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    finally:
+        other.release()
+    # A run that died (however) holds nothing: the next one proceeds.
+    (outdir / LOCK_NAME).write_text("pid 1 on elsewhere")
     report = run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
-    assert report["done"] == 1 and not (outdir / LOCK_NAME).exists()
+    assert report["done"] == 1
+
+
+def test_cleanup_removes_only_this_fleets_dead_temporaries(bags, tmp_path):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    mine = outdir / ".run0.partial-dead"  # a killed run's, for a bag of this fleet
+    mine.mkdir()
+    (mine / ".owner.json").write_text(json.dumps({"host": os.uname().nodename, "pid": 999999}))
+    theirs = outdir / ".run1.partial-2026"  # the user's own folder (no owner file)
+    theirs.mkdir()
+    (theirs / "keep.txt").write_text("mine")
+    busy = outdir / ".run1.partial-busy"  # a live process is writing it
+    busy.mkdir()
+    (busy / ".owner.json").write_text(json.dumps({"host": os.uname().nodename, "pid": 1}))
+    from ciagan_ros.fleet import remove_stale_temporaries
+
+    assert remove_stale_temporaries(outdir, ["run0", "run1", "notes"]) == 1
+    assert not mine.exists() and (theirs / "keep.txt").exists() and busy.exists()
+    assert remove_stale_temporaries(outdir, ["run[0]"]) == 0  # names are not patterns
+
+
+def test_bags_below_a_folder_include_hidden_and_linked_ones_but_not_the_output(bags, tmp_path):
+    root = tmp_path / "recordings"
+    root.mkdir()
+    (root / ".late").mkdir()
+    shutil.copytree(bags["run0"], root / "a")
+    shutil.copytree(bags["run1"], root / ".late" / "b")
+    (root / "c").symlink_to(bags["run2"], target_is_directory=True)
+    outdir = root / "anonymized"  # inside the searched folder: never searched itself
+    first = run_fleet([root], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    # A linked bag is named by what it links to (so one bag reached twice is done once).
+    assert sorted(Path(r["target"]).name for r in first["results"]) == ["a", "b", "run2"]
+    again = run_fleet([root], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    assert again["skipped"] == 3
+
+
+def test_a_damaged_output_is_not_skipped(bags, tmp_path):
+    outdir = tmp_path / "out"
+    run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    data = next(p for p in (outdir / "run0").iterdir() if p.suffix in (".db3", ".mcap"))
+    data.unlink()
+    report = run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
+    assert report["failed"] == 1 and "--overwrite" in report["results"][0]["error"]
+
+
+def test_a_kept_topic_may_be_missing_from_some_bags_of_a_fleet(bags, tmp_path):
+    settings = BagSettings(max_gap=2, keep_topics=("/depth/image",))
+    report = run_fleet(
+        [bags["run0"], bags["run1"]],
+        tmp_path / "out",
+        AnonymizerConfig(),
+        settings,
+        FleetSettings(),
+    )
+    assert report["done"] == 2
+
+
+def test_a_recording_that_changes_while_it_is_read_is_not_written(bags, tmp_path, monkeypatch):
+    import ciagan_ros.bag_tool as bag_tool
+
+    source = tmp_path / "growing"
+    shutil.copytree(bags["run0"], source)
+    real = bag_tool._detect_all
+
+    def detect_then_grow(*args):
+        out = real(*args)
+        (source / "metadata.yaml").write_text((source / "metadata.yaml").read_text() + "\n")
+        return out
+
+    monkeypatch.setattr(bag_tool, "_detect_all", detect_then_grow)
+    with pytest.raises(bag_tool.BagError, match="changed while it was read"):
+        anonymize_bag(source, tmp_path / "out", AnonymizerConfig(), SETTINGS)
+    assert not (tmp_path / "out").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_more_workers_than_the_cluster_holds_are_capped_not_stuck(bags, ray_local, tmp_path):
+    report = run_fleet(
+        [bags["run0"], bags["run1"], bags["run2"]],
+        tmp_path / "out",
+        AnonymizerConfig(),
+        SETTINGS,
+        FleetSettings(ray_address="local", workers=5),
+    )
+    assert report["done"] == 3 and report["backend"].startswith("ray (2 workers")
+    with pytest.raises(Exception, match="cannot hold one worker"):
+        run_fleet(
+            [bags["run0"]],
+            tmp_path / "out2",
+            AnonymizerConfig(),
+            SETTINGS,
+            FleetSettings(ray_address="local", num_gpus=1),
+        )
