@@ -51,18 +51,12 @@ def _import_official(args: argparse.Namespace) -> int:
 
 def _from_checkpoint(args: argparse.Namespace) -> int:
     from ciagan_core.errors import InputError
-    from ciagan_core.training.trainer import model_from_compact, model_from_full
+    from ciagan_core.training.trainer import checkpoint_path, model_from_checkpoint
 
-    source: Path = args.checkpoint
-    if source.is_dir() and not (source / "manifest.json").exists():
-        full, compact = source / "checkpoint.pt", source / "compact"
-        source = full if full.is_file() else compact
+    source = checkpoint_path(args.checkpoint)
     if args.output.exists() and args.output.resolve() == source.resolve():
         raise InputError(f"{args.output}: would overwrite the checkpoint")
-    if source.is_file():
-        info = model_from_full(source, args.output, args.half)
-    else:
-        info = model_from_compact(source, args.output, args.half)
+    info = model_from_checkpoint(source, args.output, args.half)
     print(
         f"wrote {info.path}: {info.num_identities} identities, step "
         f"{info.provenance.get('steps')}, sha256 {info.weights_sha256[:16]}"

@@ -59,14 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _resume_source(out: Path, resume: str) -> Path:
+    from ciagan_core.training.trainer import checkpoint_path, is_run_folder
+
     if resume != "auto":
         return Path(resume)  # a run folder, its checkpoint.pt or its compact/
-    for candidate in (out / "checkpoint.pt", out / "compact"):
-        if candidate.exists():
-            return candidate
-    if (out / ".compact.old").is_dir():
-        return out / "compact"
-    raise ConfigError(f"{out}: nothing to resume (no checkpoint.pt or compact/)")
+    if not is_run_folder(out):
+        raise ConfigError(f"{out}: nothing to resume (no checkpoint.pt or compact/)")
+    return checkpoint_path(out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,12 +99,9 @@ def run(args: argparse.Namespace) -> int:
     # folder is created or touched.
     trainer = Trainer(config, args.data, out)
     if config.eval_every:
-        import tempfile
+        from ciagan_core.training.monitor import eval_sample
 
-        from ciagan_core.training.monitor import eval_faces
-
-        with tempfile.TemporaryDirectory() as tmp:
-            eval_faces(trainer.data_folder, config.eval_faces, Path(tmp))
+        eval_sample(trainer.data_folder, config.eval_faces)
     if source is not None:
         print(f"resuming from {trainer.resume(source)}")
     with tqdm(

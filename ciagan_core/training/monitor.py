@@ -10,8 +10,6 @@ off and cover them with the fallback, which would measure the fallback, not the 
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import cv2
@@ -20,6 +18,7 @@ from ciagan_core.errors import InputError
 from ciagan_core.evaluation.dataset import LabelledFace, sample_faces
 from ciagan_core.evaluation.protocol import EvalSettings, MethodVariant, evaluate
 from ciagan_core.pipeline import AnonymizerConfig
+from ciagan_core.training.prepare import load_prepared
 
 #: Border added around each 178 px crop, as a share of its size on each side.
 BORDER = 0.5
@@ -27,10 +26,11 @@ MAX_IDENTITIES = 12
 MAX_PHOTOS = 6
 
 
-def eval_faces(data: Path, count: int, folder: Path) -> tuple[list[LabelledFace], list[int]]:
-    """A fixed sample of held-out crops, bordered, written under ``folder``."""
-    with (data / "index.csv").open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get("split") == "eval"]
+def eval_sample(data: Path, count: int) -> tuple[list[LabelledFace], list[int]]:
+    """The fixed sample of held-out crops (gallery) and its first ``count`` probes; an
+    InputError when the set has too few held-out identities to measure anything."""
+    rows, _ = load_prepared(data)
+    rows = [r for r in rows if r["split"] == "eval"]
     if not rows:
         raise InputError(
             f"{data}: no held-out (eval) identities; prepare it with --split holdout to "
@@ -38,9 +38,13 @@ def eval_faces(data: Path, count: int, folder: Path) -> tuple[list[LabelledFace]
         )
     faces = [LabelledFace(data / r["crop"], r["identity"]) for r in rows]
     chosen, probes = sample_faces(faces, MAX_IDENTITIES, MAX_PHOTOS, 0, seed=0)
-    probes = probes[:count]
-    bordered = []
-    for face in chosen:
+    return chosen, probes[:count]
+
+
+def bordered(faces: list[LabelledFace], folder: Path) -> list[LabelledFace]:
+    """The crops with a border of smeared edge pixels, written under ``folder``."""
+    out = []
+    for face in faces:
         image = cv2.imread(str(face.path))
         if image is None:
             raise InputError(f"{face.path}: unreadable crop in the prepared set")
@@ -50,8 +54,8 @@ def eval_faces(data: Path, count: int, folder: Path) -> tuple[list[LabelledFace]
         path = folder / face.identity / face.path.name
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), image)
-        bordered.append(LabelledFace(path, face.identity))
-    return bordered, probes
+        out.append(LabelledFace(path, face.identity))
+    return out
 
 
 def _fid_available() -> bool:
@@ -62,24 +66,23 @@ def _fid_available() -> bool:
     return True
 
 
-def evaluate_generator(model: Path, data: Path, count: int, device: str) -> dict[str, float]:
+def evaluate_generator(
+    model: Path, data: Path, count: int, device: str, landmarker: str
+) -> dict[str, float]:
     """Identification rate, detection rates and FID of the generator at ``model`` on
-    ``count`` held-out probes (plus the fallbacks the pipeline used)."""
+    ``count`` held-out probes (plus the fallbacks the pipeline used), with the landmarker the
+    set was prepared with."""
     import tempfile
 
-    prepared = (
-        json.loads((data / "prepared.json").read_text())
-        if (data / "prepared.json").is_file()
-        else {}
-    )
+    chosen, probes = eval_sample(data, count)
     with tempfile.TemporaryDirectory() as tmp:
-        faces, probes = eval_faces(data, count, Path(tmp))
+        faces = bordered(chosen, Path(tmp))
         base = AnonymizerConfig(
             method="ciagan",
             model=str(model),
             engine="torch",
             device=device,
-            landmarks=prepared.get("landmarker", "dlib"),
+            landmarks=landmarker,
         )
         report = evaluate(
             faces,

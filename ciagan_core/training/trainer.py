@@ -293,11 +293,7 @@ class Trainer:
     def resume(self, path: Path) -> str:
         """Continue from a full checkpoint file, a compact checkpoint folder, or a run folder
         (its checkpoint.pt, else its compact/)."""
-        if path.is_dir() and not (path / "manifest.json").exists():
-            if (path / "checkpoint.pt").is_file():
-                path = path / "checkpoint.pt"
-            elif (path / "compact").exists() or (path / ".compact.old").exists():
-                path = path / "compact"
+        path = checkpoint_path(path)
         if path.is_dir() or path.name == "compact":
             manifest, tensors = ckpt.read_compact(path)
             self._check_data(manifest, path)
@@ -385,41 +381,51 @@ class Trainer:
         with tempfile.TemporaryDirectory() as tmp:
             model = self.write_model(Path(tmp) / "model.safetensors")
             return evaluate_generator(
-                model.path, self.data_folder, self.config.eval_faces, _device_name(self.device)
+                model.path,
+                self.data_folder,
+                self.config.eval_faces,
+                str(self.device),
+                self.prepared.get("landmarker", "dlib"),
             )
 
 
-def model_from_compact(folder: Path, output: Path, half: bool = False) -> ModelInfo:
-    """The model file of a compact checkpoint's generator (what a GPU run sends back)."""
-    manifest, tensors = ckpt.read_compact(folder)
-    state = {
-        key.removeprefix("generator/"): value.float()
-        for key, value in tensors.items()
-        if key.startswith("generator/")
-    }
-    if not state:
-        raise ModelFileError(f"{folder}: the compact checkpoint holds no generator")
-    provenance = dict(manifest.get("provenance") or {"source": "ciagan train"})
-    provenance.update(
-        steps=manifest["step"],
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        checkpoint="compact (float16 weights)",
-    )
-    return save_model_file(output, fold_spectral_norm(state), provenance, half)
+def checkpoint_path(path: Path) -> Path:
+    """The checkpoint a path means: a run folder's checkpoint.pt, else its compact/ (also
+    while a save of it was interrupted); a checkpoint file or compact folder as given."""
+    if path.is_dir() and not (path / "manifest.json").exists():
+        if (path / "checkpoint.pt").is_file():
+            return path / "checkpoint.pt"
+        if (path / "compact").exists() or (path / ".compact.old").exists():
+            return path / "compact"
+    return path
 
 
-def model_from_full(path: Path, output: Path, half: bool = False) -> ModelInfo:
-    """The model file of a full checkpoint's generator."""
-    state = ckpt.load_full(path)
-    try:
-        weights = {k: v.float() for k, v in state["networks"]["generator"].items()}
-        meta = state["meta"]
-    except (KeyError, TypeError, AttributeError):
-        raise ModelFileError(f"{path}: not a ciagan training checkpoint") from None
+def model_from_checkpoint(source: Path, output: Path, half: bool = False) -> ModelInfo:
+    """The model file of a checkpoint's generator: a run folder, its checkpoint.pt or its
+    compact folder (what a GPU run sends back)."""
+    source = checkpoint_path(source)
+    if source.is_dir() or source.name == "compact":
+        manifest, tensors = ckpt.read_compact(source)
+        weights = {
+            key.removeprefix("generator/"): value.float()
+            for key, value in tensors.items()
+            if key.startswith("generator/")
+        }
+        if not weights:
+            raise ModelFileError(f"{source}: the compact checkpoint holds no generator")
+        meta, extra = manifest, {"checkpoint": "compact (float16 weights)"}
+    else:
+        state = ckpt.load_full(source)
+        try:
+            weights = {k: v.float() for k, v in state["networks"]["generator"].items()}
+        except (KeyError, TypeError, AttributeError):
+            raise ModelFileError(f"{source}: not a ciagan training checkpoint") from None
+        meta, extra = state["meta"], {}
     provenance = dict(meta.get("provenance") or {"source": "ciagan train"})
     provenance.update(
         steps=meta["step"],
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
     )
     return save_model_file(output, fold_spectral_norm(weights), provenance, half)
 
