@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_pipeline import median_ms
 from frames import SHARED, celeba_rows, face_patch
 
 from ciagan_core.detection import create_detector
@@ -42,16 +41,6 @@ def grid_frame(count: int) -> np.ndarray:
         y, x = (i // COLUMNS) * SIDE, (i % COLUMNS) * SIDE
         frame[y : y + SIDE, x : x + SIDE] = cv2.resize(face_patch(SHARED, rows[idx]), (SIDE, SIDE))
     return frame
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ from ciagan_core.detection import create_detector
 from ciagan_core.errors import CiaganError, InputError
 from ciagan_core.faces import FaceBox
 from ciagan_core.frames import to_working
+from ciagan_core.model_file import file_sha256
 from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, anonymize_together, detect_faces
 from ciagan_ros.frame_handler import pixelate_whole
 from ciagan_ros.image_codec import (
@@ -105,16 +106,6 @@ class _Progress:
         self.report(self.done, self.total)
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _storage_of(path: Path) -> str:
     import yaml
 
@@ -157,7 +148,7 @@ def input_fingerprint(source: Path) -> dict[str, Any]:
     metadata = Path(source) / "metadata.yaml"
     return {
         "files": listing,
-        "metadata_sha256": _sha256(str(metadata)) if metadata.is_file() else None,
+        "metadata_sha256": file_sha256(metadata) if metadata.is_file() else None,
     }
 
 
@@ -170,9 +161,17 @@ def output_fingerprint(folder: Path) -> list:
     ]
 
 
-def settings_digest(config: AnonymizerConfig, settings: BagSettings) -> str:
+def model_sha256(config: AnonymizerConfig) -> str | None:
+    """sha256 of the model file's bytes (None without a model)."""
+    return file_sha256(Path(config.model)) if config.model else None
+
+
+def settings_digest(
+    config: AnonymizerConfig, settings: BagSettings, model_digest: str | None = None
+) -> str:
     """sha256 of every setting that changes the output (not --overwrite, nor the order or
-    repetition of --keep-topic)."""
+    repetition of --keep-topic). ``model_digest``: the model's sha256 when already known (it
+    is hashed otherwise; a model file is tens of MB)."""
     import hashlib
 
     bag = {
@@ -184,7 +183,7 @@ def settings_digest(config: AnonymizerConfig, settings: BagSettings) -> str:
     shaping = {
         "bag": bag,
         "pipeline": asdict(config),
-        "model_sha256": _sha256(config.model) if config.model else None,
+        "model_sha256": model_digest if model_digest is not None else model_sha256(config),
         "version": __version__,
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()
@@ -300,16 +299,17 @@ def anonymize_bag(
                     f"{source}: the recording changed while it was read (still being copied "
                     "or recorded?); nothing written, run again when it is complete"
                 )
+            model_digest = model_sha256(config)
             report = {
                 "complete": True,
                 "tool": f"ciagan bag {__version__}",
                 "input": str(source),
                 "output": str(target),
                 "storage": storage,
-                "model_sha256": _sha256(config.model) if config.model else None,
+                "model_sha256": model_digest,
                 "input_fingerprint": fingerprint,
                 "output_fingerprint": output_fingerprint(tmp),
-                "settings_sha256": settings_digest(config, settings),
+                "settings_sha256": settings_digest(config, settings, model_digest),
                 "detector_precision": getattr(detector, "precision", None),
                 "settings": {"bag": asdict(settings), "pipeline": asdict(config)},
                 "topics": {t: asdict(r) for t, r in topics.items()},

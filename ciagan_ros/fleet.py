@@ -256,13 +256,23 @@ class BagWorker:
 
         start = time.perf_counter()
         attempt = _count_attempt(job)
+
+        def outcome(status: str, report: dict | None = None, error: str = "") -> BagOutcome:
+            extra = {
+                "worker": self.name,
+                "seconds": round(time.perf_counter() - start, 2),
+                "attempts": attempt,
+            }
+            if report is not None:
+                return BagOutcome.from_report(job, status, report, **extra)
+            return BagOutcome(str(job.source), str(job.target), status, error=error, **extra)
+
         # A worker killed on this bag earlier left its temporary folder: only one worker holds
         # a bag at a time, so whatever is there is stale.
         remove_stale_temporaries(job.target.parent, [job.target.name], force=True)
         if attempt > 1 and is_finished(job, self.digest):
             # The killed attempt finished the bag before it died.
-            report = json.loads(job.report_path.read_text())
-            return BagOutcome.from_report(job, "done", report, worker=self.name, attempts=attempt)
+            return outcome("done", json.loads(job.report_path.read_text()))
         settings = self.settings
         if attempt > 1 and job.target.exists():
             # The killed attempt got as far as renaming its output: this one replaces it
@@ -273,37 +283,11 @@ class BagWorker:
                 job.source, job.target, self.config, settings, anonymizer=self.anonymizer
             )
         except CiaganError as exc:
-            return BagOutcome(
-                str(job.source),
-                str(job.target),
-                "failed",
-                error=str(exc),
-                worker=self.name,
-                seconds=round(time.perf_counter() - start, 2),
-                attempts=attempt,
-            )
+            return outcome("failed", error=str(exc))
         except Exception as exc:  # a bug must cost one bag, not the fleet
             log.error("%s failed:\n%s", job.source, traceback.format_exc())
-            return BagOutcome(
-                str(job.source),
-                str(job.target),
-                "failed",
-                error=f"{type(exc).__name__}: {exc}",
-                worker=self.name,
-                seconds=round(time.perf_counter() - start, 2),
-                attempts=attempt,
-            )
-        return BagOutcome.from_report(
-            job,
-            "done",
-            report,
-            worker=self.name,
-            seconds=round(time.perf_counter() - start, 2),
-            attempts=attempt,
-        )
-
-    def pid(self) -> int:
-        return os.getpid()
+            return outcome("failed", error=f"{type(exc).__name__}: {exc}")
+        return outcome("done", report)
 
 
 @dataclass

@@ -15,16 +15,13 @@ from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import BagError, BagSettings, anonymize_bag
 
 rosbags = pytest.importorskip("rosbags")
+from rosbag_messages import NS, STORE, T, compressed_message, image_message  # noqa: E402
 from rosbags.highlevel import AnyReader  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-STORE = get_typestore(Stores.ROS2_HUMBLE)
-T = STORE.types
 FRAMES = 10
 GAP = 5  # the frame where the face is darkened until the detector misses it
 DARKEN = 0.03
-NS = 10**9
 
 
 def _frames(shared_dir, row) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -43,37 +40,6 @@ def _frames(shared_dir, row) -> tuple[list[np.ndarray], list[np.ndarray]]:
         frames.append(canvas)
         boxes.append(moved)
     return frames, boxes
-
-
-def _image(frame: np.ndarray, encoding: str, stamp: int):
-    header = T["std_msgs/msg/Header"](
-        stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS),
-        frame_id="camera",
-    )
-    pixels = {
-        "bgr8": frame,
-        "rgb8": cv2.cvtColor(frame, cv2.COLOR_BGR2RGB),
-        "mono8": cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY),
-    }[encoding]
-    step = frame.shape[1] * (1 if pixels.ndim == 2 else 3)
-    return T["sensor_msgs/msg/Image"](
-        header=header,
-        height=frame.shape[0],
-        width=frame.shape[1],
-        encoding=encoding,
-        is_bigendian=0,
-        step=step,
-        data=np.ascontiguousarray(pixels).reshape(-1),
-    )
-
-
-def _compressed(frame: np.ndarray, fmt: str, stamp: int):
-    header = T["std_msgs/msg/Header"](
-        stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS),
-        frame_id="camera",
-    )
-    _, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", frame)
-    return T["sensor_msgs/msg/CompressedImage"](header=header, format=fmt, data=data.reshape(-1))
 
 
 IMAGE_TOPICS = {
@@ -98,9 +64,9 @@ def _write_bag(path: Path, frames: list[np.ndarray], storage: str) -> None:
             stamp = 1_700_000_000 * NS + i * 100_000_000
             for topic, (msgtype, kind) in IMAGE_TOPICS.items():
                 msg = (
-                    _image(frame, kind, stamp)
+                    image_message(frame, kind, stamp)
                     if msgtype.endswith("/Image")
-                    else _compressed(frame, kind, stamp)
+                    else compressed_message(frame, kind, stamp)
                 )
                 writer.write(conns[topic], stamp + 1, STORE.serialize_cdr(msg, msgtype))
             for k in range(3):  # the IMU runs faster than the cameras
@@ -287,7 +253,7 @@ def test_an_image_topic_in_an_unsupported_encoding_must_be_kept_explicitly(scene
     source, target = tmp_path / "in", tmp_path / "out"
     with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conn = writer.add_connection("/depth", "sensor_msgs/msg/Image", typestore=STORE)
-        msg = _image(scene[0][0], "mono8", 5)
+        msg = image_message(scene[0][0], "mono8", 5)
         msg = T["sensor_msgs/msg/Image"](
             header=msg.header,
             height=4,
@@ -327,7 +293,7 @@ def test_overwrite_never_touches_the_input_or_a_folder_that_is_not_a_bag(scene, 
 
 
 def test_images_inside_other_message_types_stop_the_run_unless_kept(scene, tmp_path):
-    from rosbags.typesys import get_types_from_msg
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_HUMBLE)
     definition = "std_msgs/Header header\nsensor_msgs/Image image\n"
@@ -335,7 +301,7 @@ def test_images_inside_other_message_types_stop_the_run_unless_kept(scene, tmp_p
     source, target = tmp_path / "in", tmp_path / "out"
     with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conn = writer.add_connection("/cam/stamped", "my_msgs/msg/StampedImage", typestore=store)
-        image = _image(scene[0][0], "bgr8", 5)
+        image = image_message(scene[0][0], "bgr8", 5)
         msg = store.types["my_msgs/msg/StampedImage"](header=image.header, image=image)
         writer.write(conn, 5, store.serialize_cdr(msg, conn.msgtype))
     with pytest.raises(BagError, match="carry images inside other message types"):
@@ -353,7 +319,7 @@ def test_a_topic_with_an_image_and_another_connection_copies_the_other(scene, tm
         image_conn = writer.add_connection("/cam", "sensor_msgs/msg/Image", typestore=STORE)
         text_conn = writer.add_connection("/cam", "std_msgs/msg/String", typestore=STORE)
         for i in range(3):
-            msg = _image(scene[0][i], "bgr8", i)
+            msg = image_message(scene[0][i], "bgr8", i)
             writer.write(image_conn, 10 * i, STORE.serialize_cdr(msg, image_conn.msgtype))
             note = T["std_msgs/msg/String"](data=f"note {i}")
             writer.write(text_conn, 10 * i + 1, STORE.serialize_cdr(note, text_conn.msgtype))
@@ -383,7 +349,7 @@ def test_a_10_bit_mono16_topic_with_a_full_scale_banner_is_anonymized(scene, tmp
         for i in range(3):
             deep = cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY).astype(np.uint16) * 4
             deep[:10] = 65535  # a burned-in timestamp at full scale
-            msg = _image(frames[i], "mono8", i)
+            msg = image_message(frames[i], "mono8", i)
             msg = T["sensor_msgs/msg/Image"](
                 header=msg.header,
                 height=deep.shape[0],

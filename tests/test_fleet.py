@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rosbags")
+from rosbag_messages import NS, STORE, T, image_message
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
 
 from ciagan_core.cli import main
 from ciagan_core.pipeline import AnonymizerConfig
@@ -31,9 +31,6 @@ from ciagan_ros.fleet import (
 )
 from tests.conftest import celeba_image, sample_rows
 
-STORE = get_typestore(Stores.ROS2_HUMBLE)
-T = STORE.types
-NS = 10**9
 SETTINGS = BagSettings(max_gap=2)
 
 
@@ -47,19 +44,7 @@ def _write_bag(path: Path, faces: list[np.ndarray], storage: str, frames: int) -
             face = faces[i % len(faces)]
             canvas[: face.shape[0], 3 * i : 3 * i + face.shape[1]] = face[:, : 320 - 3 * i]
             stamp = 1_700_000_000 * NS + i * 100_000_000
-            header = T["std_msgs/msg/Header"](
-                stamp=T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS),
-                frame_id="cam",
-            )
-            msg = T["sensor_msgs/msg/Image"](
-                header=header,
-                height=240,
-                width=320,
-                encoding="bgr8",
-                is_bigendian=0,
-                step=960,
-                data=canvas.reshape(-1),
-            )
+            msg = image_message(canvas, "bgr8", stamp)
             writer.write(image, stamp, STORE.serialize_cdr(msg, image.msgtype))
             note = T["std_msgs/msg/String"](data=f"frame {i}")
             writer.write(clock, stamp + 1, STORE.serialize_cdr(note, clock.msgtype))

@@ -151,15 +151,16 @@ def box_roi(box: FaceBox) -> tuple[tuple[float, float], float, float]:
 def mesh_roi(points: np.ndarray) -> tuple[tuple[float, float], float, float]:
     """Second-pass region from a first-pass mesh ([468, 2+] frame pixels), as MediaPipe tracks:
     upright by the eye corners, square around the points' extent in that upright frame."""
-    xy = points[:, :2].astype(np.float64)
-    a, b = xy[EYE_CORNERS[0]], xy[EYE_CORNERS[1]]
-    angle = float(np.arctan2(b[1] - a[1], b[0] - a[0]))
-    cos, sin = np.cos(angle), np.sin(angle)
-    upright = xy @ np.array([[cos, -sin], [sin, cos]])
+    xy = points[None, :, :2].astype(np.float64)
+    angle = canonical_frame(xy)[1]
+    upright = rotate(xy, -angle)[0]
     lo, hi = upright.min(0), upright.max(0)
-    mid = (lo + hi) / 2.0
-    centre = mid @ np.array([[cos, sin], [-sin, cos]])
-    return (float(centre[0]), float(centre[1])), ROI_SCALE * float((hi - lo).max()), angle
+    centre = rotate(((lo + hi) / 2.0)[None, None], angle)[0, 0]
+    return (
+        (float(centre[0]), float(centre[1])),
+        ROI_SCALE * float((hi - lo).max()),
+        float(angle[0]),
+    )
 
 
 def cut_crop(frame_bgr: np.ndarray, forward: np.ndarray) -> np.ndarray:
