@@ -1,18 +1,25 @@
 """Several cameras, one node and one engine:
 `ros2 launch ciagan_ros multi_camera.launch.py cameras:=front/image_raw,rear/image_raw`."""
 
+import os
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
-def _node(context: LaunchContext) -> list[Node]:
-    cameras = [c.strip() for c in context.launch_configurations["cameras"].split(",") if c.strip()]
-    return [
+
+def _actions(context: LaunchContext) -> list:
+    cameras = [c.strip() for c in LaunchConfiguration("cameras").perform(context).split(",")]
+    actions = []
+    if not os.environ.get(PROFILE_ENV):  # camera-sized Fast DDS buffers (config/fastdds.xml)
+        profile = LaunchConfiguration("fastdds_profile").perform(context)
+        actions.append(SetEnvironmentVariable(PROFILE_ENV, profile))
+    actions.append(
         Node(
             package="ciagan_ros",
             executable="anonymizer_node",
@@ -23,7 +30,7 @@ def _node(context: LaunchContext) -> list[Node]:
                 LaunchConfiguration("params_file"),
                 LaunchConfiguration("identities_file"),
                 {
-                    "input_topics": cameras,
+                    "input_topics": [c for c in cameras if c],
                     "input_transport": LaunchConfiguration("transport"),
                     "model_path": LaunchConfiguration("model_path"),
                     "engine": LaunchConfiguration("engine"),
@@ -31,7 +38,8 @@ def _node(context: LaunchContext) -> list[Node]:
                 },
             ],
         )
-    ]
+    )
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -62,6 +70,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument("engine", default_value="auto", description="engine"),
             DeclareLaunchArgument("device", default_value="cpu", description="device"),
-            OpaqueFunction(function=_node),
+            DeclareLaunchArgument(
+                "fastdds_profile",
+                default_value=str(share / "config" / "fastdds.xml"),
+                description=f"Fast DDS profile, used when {PROFILE_ENV} is not set",
+            ),
+            OpaqueFunction(function=_actions),
         ]
     )

@@ -175,3 +175,24 @@ def test_a_publisher_that_raises_does_not_stop_the_camera(photos):
     handler.submit(InFrame("cam", photos[1], 2, time.monotonic()))
     handler.process_pending()
     assert calls == [1, 2] and handler.stats["cam"].failures.get("error") == 1
+
+
+def test_a_frame_waiting_at_deactivate_is_dropped_not_published_later(photos, detector):
+    """stop() (deactivate) drops what waits in the slots: after the next start (activate) the
+    frame would come out with its old stamp."""
+    handler, published = _handler(["cam"])
+    handler.set_anonymizers({"cam": Anonymizer(AnonymizerConfig(), detector=detector)})
+    handler.submit(InFrame("cam", photos[0], "old", time.monotonic()))  # worker not running
+    handler.stop()
+    assert handler.snapshot("cam").dropped_stale == 1
+    handler.start()
+    try:
+        time.sleep(0.5)
+        assert published == []
+        handler.submit(InFrame("cam", photos[1], "new", time.monotonic()))
+        deadline = time.monotonic() + 30
+        while not published and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        handler.stop()
+    assert [out.header for out in published] == ["new"]

@@ -39,7 +39,7 @@ def generate_test_description():
         parameters=[
             {
                 "input_topics": ["image"],
-                "qos_reliability": "reliable",
+                "input_qos_reliability": "reliable",
                 "max_latency_ms": 30000.0,
             }
         ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,15 @@ LAUNCH_TO_PARAMETER = {
     "device": "device",
 }
 #: Launch arguments that set no parameter.
-LAUNCH_ONLY = {"namespace", "params_file", "identities_file", "bag", "output"}
+LAUNCH_ONLY = {
+    "namespace",
+    "params_file",
+    "identities_file",
+    "bag",
+    "output",
+    "play_delay",
+    "fastdds_profile",
+}
 
 
 def test_the_parameters_file_is_the_table_at_its_defaults():
@@ -120,7 +129,7 @@ def test_package_xml_lists_every_ros_package_the_node_and_launch_files_import():
                 imported.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
                 imported.update(alias.name.split(".")[0] for alias in node.names)
-    ours = {"ciagan_core", "ciagan_ros", "pathlib", "time", "typing", "__future__"}
+    ours = {"ciagan_core", "ciagan_ros", *sys.stdlib_module_names}
     assert imported - ours - {"launch", "launch_ros"} <= declared, imported - declared
     assert {"launch", "launch_ros"} <= declared
 
@@ -159,3 +168,38 @@ def test_bad_camera_identities_are_rejected(entries, message):
     values = {"input_topics": ["front/image_raw"], "camera_identities": entries}
     with pytest.raises(ConfigError, match=message):
         anonymizer_configs(values)
+
+
+@pytest.mark.parametrize(
+    "launch_file", ["anonymizer.launch.py", "multi_camera.launch.py", "bag_replay.launch.py"]
+)
+def test_launch_files_pass_lists_of_strings_and_the_dds_profile(launch_file):
+    """launch joins a list of substitutions into one string, which the node refuses for a
+    string array: parameter lists must be built from resolved values."""
+    tree = ast.parse((ROOT / "launch" / launch_file).read_text())
+    # Names bound to a substitution (x = LaunchConfiguration(...)), not to a resolved value
+    # (x = LaunchConfiguration(...).perform(context)).
+    substitutions = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for value in node.values:
+                for item in ast.walk(value):
+                    if isinstance(item, ast.List):
+                        bad = [
+                            e
+                            for e in item.elts
+                            if isinstance(e, ast.Call)
+                            or (isinstance(e, ast.Name) and e.id in substitutions)
+                        ]
+                        assert not bad, f"{launch_file}:{item.lineno}: list of substitutions"
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert "SetEnvironmentVariable" in names  # config/fastdds.xml unless the user set one
+    assert "fastdds.xml" in (ROOT / "launch" / launch_file).read_text()
