@@ -38,7 +38,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -81,6 +81,17 @@ _TOPIC_PARAMETERS = {
 _READ_PER_FRAME = {"on_failure", "max_latency_ms", "diagnostics_period", "jpeg_quality"}
 #: Parameters rclpy itself declares on a node; they are not ours to judge.
 _RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
+#: QoS policies operators may override per topic (rclpy's default set lacks durability).
+_OVERRIDABLE = (
+    QoSPolicyKind.HISTORY,
+    QoSPolicyKind.DEPTH,
+    QoSPolicyKind.RELIABILITY,
+    QoSPolicyKind.DURABILITY,
+    QoSPolicyKind.DEADLINE,
+    QoSPolicyKind.LIFESPAN,
+    QoSPolicyKind.LIVELINESS,
+    QoSPolicyKind.LIVELINESS_LEASE_DURATION,
+)
 _LEVELS = {
     "ok": DiagnosticStatus.OK,
     "warn": DiagnosticStatus.WARN,
@@ -164,7 +175,7 @@ class AnonymizerNode(LifecycleNode):
             and not name.startswith("qos_overrides.")
         )
         if unknown:
-            self.get_logger().error(
+            self.get_logger().warning(
                 f"unknown parameters ignored: {', '.join(unknown)} "
                 "(config/anonymizer.yaml lists every parameter)"
             )
@@ -279,17 +290,20 @@ class AnonymizerNode(LifecycleNode):
         declaring them unasked would pin the first activation's QoS)."""
         prefix = f"qos_overrides.{self.resolve_topic_name(topic)}.{kind}."
         given = any(n.startswith(prefix) for n in getattr(self, "_parameter_overrides", {}))
-        return (
-            {"qos_overriding_options": QoSOverridingOptions.with_default_policies()}
-            if given
-            else {}
-        )
+        if not given:
+            return {}
+        return {"qos_overriding_options": QoSOverridingOptions(policy_kinds=_OVERRIDABLE)}
 
     @_transition
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         values = self._values()
-        qos_in = self._qos(values["input_qos_reliability"])
-        qos_out = self._qos(values["output_qos_reliability"])
+
+        def qos_in():  # a fresh profile each: rclpy writes operators' overrides into it
+            return self._qos(values["input_qos_reliability"])
+
+        def qos_out():
+            return self._qos(values["output_qos_reliability"])
+
         compressed_in = values["input_transport"] == "compressed"
         if values["publish_faces"] and Detection2DArray is None:
             self.get_logger().warning(
@@ -300,21 +314,21 @@ class AnonymizerNode(LifecycleNode):
             out = f"{camera}_anonymized"
             outputs = {
                 "image": self.create_lifecycle_publisher(
-                    Image, out, qos_out, **self._overrides(out, "publisher")
+                    Image, out, qos_out(), **self._overrides(out, "publisher")
                 )
             }
             if values["publish_compressed"]:
                 name = f"{out}/compressed"
                 outputs["compressed"] = self.create_lifecycle_publisher(
-                    CompressedImage, name, qos_out, **self._overrides(name, "publisher")
+                    CompressedImage, name, qos_out(), **self._overrides(name, "publisher")
                 )
             if values["publish_faces"] and Detection2DArray is not None:
                 outputs["faces"] = self.create_lifecycle_publisher(
-                    Detection2DArray, f"{camera}_faces", qos_out
+                    Detection2DArray, f"{camera}_faces", qos_out()
                 )
             if values["pass_camera_info"]:
                 outputs["camera_info"] = self.create_lifecycle_publisher(
-                    CameraInfo, _sibling(camera, "camera_info_anonymized"), qos_out
+                    CameraInfo, _sibling(camera, "camera_info_anonymized"), qos_out()
                 )
                 info_subscriptions.append((camera, outputs["camera_info"]))
             self._outputs[camera] = outputs
@@ -322,7 +336,7 @@ class AnonymizerNode(LifecycleNode):
         for camera, info_pub in info_subscriptions:
             self._inputs.append(
                 self.create_subscription(
-                    CameraInfo, _sibling(camera, "camera_info"), info_pub.publish, qos_in
+                    CameraInfo, _sibling(camera, "camera_info"), info_pub.publish, qos_in()
                 )
             )
         for camera in values["input_topics"]:
@@ -332,7 +346,7 @@ class AnonymizerNode(LifecycleNode):
                     CompressedImage if compressed_in else Image,
                     topic,
                     lambda msg, c=camera: self._on_image(c, msg),
-                    qos_in,
+                    qos_in(),
                     **self._overrides(topic, "subscription"),
                 )
             )

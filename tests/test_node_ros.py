@@ -84,6 +84,10 @@ def robot(tmp_path_factory, shared_dir):
             "max_latency_ms": 30000.0,
             "blur_kernel": 101,
             "diagnostics_period": 0.5,
+            # An operator's QoS override for one output (rclpy declares it as a parameter).
+            "qos_overrides": {
+                "/robot1/front/image_anonymized": {"publisher": {"durability": "transient_local"}}
+            },
         },
     )
     running = Running(
@@ -192,6 +196,53 @@ def test_parameters_are_checked_at_run_time(robot):
         robot.client.publisher(Image, "/robot1/front/image"), sent, out
     )
     _check_anonymized(sent, received, box)
+
+
+def test_qos_overrides_and_rclpys_own_parameters_are_accepted(robot):
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    client, node = robot.client, "/robot1/anonymizer"
+    info = {}
+
+    def found():
+        for camera in ("front", "rear"):
+            topic = f"/robot1/{camera}/image_anonymized"
+            publishers = client.node.get_publishers_info_by_topic(topic)
+            if publishers:
+                info[camera] = publishers[0].qos_profile
+        return len(info) == 2
+
+    assert client.spin_until(found, 10)
+    assert info["front"].durability == DurabilityPolicy.TRANSIENT_LOCAL  # the override
+    assert info["rear"].durability == DurabilityPolicy.VOLATILE
+    assert info["rear"].reliability == ReliabilityPolicy.RELIABLE  # output default
+    subscriptions = client.node.get_subscriptions_info_by_topic("/robot1/rear/image")
+    assert subscriptions[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert client.set_parameters(node, use_sim_time=False)[0].successful
+
+
+def test_the_default_qos_delivers_camera_frames(robot):
+    """A best-effort camera at 15 Hz, 1280x720 bgr8: at least 95% reach the node (its
+    diagnostics count them) and of what it publishes, at least 95% reach a subscriber."""
+    client, node = robot.client, "/robot1/anonymizer"
+    name = f"{node}: rear/image"
+    before = _diagnostics(client, name)
+    out = client.collect(Image, "/robot1/rear/image_anonymized")
+    client.spin_for(1.0)
+    publisher = client.publisher(Image, "/robot1/rear/image")
+    frame, _ = face_scene((1280, 720), at=(500, 200), side=320)
+    sent = 30
+    start = time.monotonic()
+    for i in range(sent):
+        client.spin_until(lambda i=i: time.monotonic() - start >= i / 15, 1.0)
+        publisher.publish(image_message(frame, "bgr8"))
+    client.spin_for(3.0)
+    after = _diagnostics(client, name)
+    received = int(after["received"]) - int(before["received"])
+    published = int(after["published"]) - int(before["published"])
+    assert received >= 0.95 * sent, f"{received} of {sent} frames reached the node"
+    ours = [m for m in out if m.width == 1280]
+    assert published >= 1 and len(ours) >= 0.95 * published, (len(ours), published)
 
 
 def _nothing_published_for(client, publisher, msg, received, seconds=3.0):
@@ -364,6 +415,10 @@ def test_the_lifecycle_through_change_state(tmp_path):
         assert client.set_parameters(node, input_topics=["cam2/image"])[0].successful
         assert client.change_state(node, "configure")
         assert client.change_state(node, "activate")
+        # One /diagnostics publisher after cleanup and configure, not two.
+        assert client.spin_until(lambda: client.node.count_publishers("/diagnostics") == 1, 5)
+        client.spin_for(1.0)
+        assert client.node.count_publishers("/diagnostics") == 1
         out2 = client.collect(Image, "/cam2/image_anonymized")
         publisher2 = client.publisher(CompressedImage, "/cam2/image/compressed")
         sent = compressed_message(frame)

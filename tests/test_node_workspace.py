@@ -99,7 +99,7 @@ def test_the_installed_node_runs_with_the_installed_parameters(workspace, tmp_pa
         "#!/bin/bash\n"
         f"cd {tmp_path}\n"  # not the source tree
         f". {workspace}/install/setup.sh\n"
-        'python -c "import ciagan_ros; print(\'ciagan_ros from\', ciagan_ros.__file__)"\n'
+        "python -c \"import ciagan_ros; print('ciagan_ros from', ciagan_ros.__file__)\"\n"
         f'exec {prefix}/lib/ciagan_ros/anonymizer_node "$@"\n'
     )
     wrapper.chmod(0o755)
@@ -130,9 +130,9 @@ RATE_HZ = 10.0
 
 def _write_recording(path: Path) -> list[np.ndarray]:
     """A 640x480 mcap recording at 10 Hz: one face moving across a real background."""
+    from rclpy.serialization import serialize_message
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
-    from rclpy.serialization import serialize_message
 
     store = get_typestore(Stores.ROS2_KILTED)
     base, _ = face_scene()
