@@ -79,6 +79,11 @@ setup(
             "rosbags>=0.10",
             "ray>=2.9",
             "catkin_pkg>=0.5",
+            # tests/test_node_workspace.py builds the package with colcon in a workspace.
+            "colcon-core>=0.15",
+            "colcon-ros>=0.4",
+            "colcon-package-selection>=0.2",
+            "ros-ament-package>=0.14",
             "scikit-image>=0.21",
             "pytest>=7.4",
             "ruff>=0.5",

@@ -79,11 +79,10 @@ def _wire_dtype(layout: _Layout, bigendian: bool) -> np.dtype:
     return dtype.newbyteorder(">" if bigendian else "<") if dtype.itemsize > 1 else dtype
 
 
-def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
-    """The message's data as [H, step] rows (a copy) and the pixel bytes per row."""
+def _row_bytes(msg: Any, layout: _Layout, data: np.ndarray) -> int:
+    """The pixel bytes per row; InputError when the size fields and the data disagree."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * layout.channels * np.dtype(layout.dtype).itemsize
-    data = _buffer(msg.data)
     if height <= 0 or width <= 0:
         raise InputError(f"empty image ({width}x{height})")
     needed = step * (height - 1) + row_bytes
@@ -92,6 +91,14 @@ def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
             f"{msg.encoding} image of {width}x{height} needs step >= {row_bytes} and {needed} "
             f"bytes of data; got step {step} and {data.size} bytes (truncated?)"
         )
+    return row_bytes
+
+
+def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
+    """The message's data as [H, step] rows (a copy) and the pixel bytes per row."""
+    height, step = int(msg.height), int(msg.step)
+    data = _buffer(msg.data)
+    row_bytes = _row_bytes(msg, layout, data)
     padded = np.zeros(step * height, np.uint8)  # the last row may come without its padding
     padded[: min(data.size, padded.size)] = data[: padded.size]
     return padded.reshape(height, step), row_bytes
@@ -150,19 +157,26 @@ def frame_to_image_data(
     else:
         pixels = frame
     pixels = np.asarray(pixels, dtype=layout.dtype).reshape(height, width, layout.channels)
-    rows, row_bytes = _rows(like, layout)
-    if original is not None:
+    if original is not None and layout.yuv:
+        # Only packed 4:2:2 can change a pixel's bytes on the way back (its chroma is shared
+        # with its neighbour); every other layout gives a pixel back the bytes it came from.
         same = frame == original
         unchanged = same if same.ndim == 2 else same.all(-1)
-        if layout.yuv:  # a pixel pair shares its chroma: keep it only if both are unchanged
-            unchanged = np.repeat(unchanged[:, 0::2] & unchanged[:, 1::2], 2, axis=1)
+        unchanged = np.repeat(unchanged[:, 0::2] & unchanged[:, 1::2], 2, axis=1)
         before = _pixels(like, layout).reshape(pixels.shape)
         pixels = np.where(unchanged[..., None], before, pixels)
-    wire = pixels.astype(_wire_dtype(layout, like.is_bigendian))
-    rows[:, :row_bytes] = wire.view(np.uint8).reshape(height, row_bytes)
-    data = _buffer(like.data).copy()  # same length: bytes past the last row are kept too
-    covered = min(data.size, rows.size)
-    data[:covered] = rows.reshape(-1)[:covered]
+    wire = pixels.astype(_wire_dtype(layout, like.is_bigendian), copy=False)
+    data = _buffer(like.data).copy()  # same length: padding and bytes past the last row kept
+    row_bytes, step = _row_bytes(like, layout, data), int(like.step)
+    if step == row_bytes:
+        data[: height * row_bytes] = wire.reshape(-1).view(np.uint8)
+    else:
+        rows = np.zeros(step * height, np.uint8)
+        covered = min(data.size, rows.size)
+        rows[:covered] = data[:covered]
+        rows = rows.reshape(height, step)
+        rows[:, :row_bytes] = wire.view(np.uint8).reshape(height, row_bytes)
+        data[:covered] = rows.reshape(-1)[:covered]
     return data
 
 

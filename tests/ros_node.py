@@ -26,6 +26,17 @@ _DOMAINS = itertools.count()
 _CLIENTS = itertools.count()
 
 
+def require_ros() -> None:
+    """Skip where rclpy is not installed; in CI (which installs the ros extra) fail instead, so
+    that the node's tests can never be skipped there unnoticed."""
+    import pytest
+
+    if os.environ.get("CI"):
+        import rclpy  # noqa: F401  (an ImportError fails the module)
+    else:
+        pytest.importorskip("rclpy", reason="needs rclpy: pip install -e '.[ros]'")
+
+
 def fresh_domain() -> int:
     """A ROS domain for one test's processes (1..100), unlikely to meet another run's."""
     return 1 + (os.getpid() * 13 + next(_DOMAINS) * 7) % 100

@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-pytest.importorskip("rclpy", reason="needs rclpy: pip install -e '.[ros]'")
-
 from ros_node import (
     FACE_FILES,
     ROOT,
@@ -27,10 +24,14 @@ from ros_node import (
     loopback_profile,
     outside,
     pixels_of,
+    require_ros,
     stamped_header,
     unchanged_share,
 )
-from sensor_msgs.msg import CompressedImage, Image
+
+require_ros()
+
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
