@@ -31,10 +31,24 @@ class _Layout:
     to_frame: int | None = None
     from_frame: int | None = None
     yuv: str = ""
+    #: A Bayer mosaic: the colours (BGR channel index) at (0,0), (0,1), (1,0), (1,1).
+    bayer: tuple[int, int, int, int] | None = None
+    #: Semi-planar 4:2:0 ("nv12": U then V; "nv21": V then U): a full-size Y plane, then
+    #: half-height rows of interleaved chroma; ``step`` is the bytes of one row of either.
+    semiplanar: str = ""
 
 
 _UYVY = _Layout(np.uint8, 2, yuv="uyvy")
 _YUYV = _Layout(np.uint8, 2, yuv="yuyv")
+_B, _G, _R = 0, 1, 2
+#: OpenCV names a Bayer pattern by the second row's second and third pixel, so ROS's rggb is
+#: OpenCV's BayerBG (the mapping cv_bridge uses).
+_BAYER = {
+    "rggb": ((_R, _G, _G, _B), cv2.COLOR_BayerBG2BGR),
+    "bggr": ((_B, _G, _G, _R), cv2.COLOR_BayerRG2BGR),
+    "gbrg": ((_G, _B, _R, _G), cv2.COLOR_BayerGR2BGR),
+    "grbg": ((_G, _R, _B, _G), cv2.COLOR_BayerGB2BGR),
+}
 
 #: Encodings and their layouts; sensor_msgs' "yuv422" is UYVY, "yuv422_yuy2" is YUYV.
 LAYOUTS: dict[str, _Layout] = {
@@ -52,6 +66,13 @@ LAYOUTS: dict[str, _Layout] = {
     "uyvy": _UYVY,
     "yuv422_yuy2": _YUYV,
     "yuyv": _YUYV,
+    "nv12": _Layout(np.uint8, 1, semiplanar="nv12"),
+    "nv21": _Layout(np.uint8, 1, semiplanar="nv21"),
+    **{
+        f"bayer_{name}{bits}": _Layout(dtype, 1, to_frame=code, bayer=colours)
+        for name, (colours, code) in _BAYER.items()
+        for bits, dtype in ((8, np.uint8), (16, np.uint16))
+    },
 }
 ENCODINGS = tuple(LAYOUTS)
 
@@ -79,12 +100,23 @@ def _wire_dtype(layout: _Layout, bigendian: bool) -> np.dtype:
     return dtype.newbyteorder(">" if bigendian else "<") if dtype.itemsize > 1 else dtype
 
 
+def _data_rows(msg: Any, layout: _Layout) -> int:
+    """Rows of ``step`` bytes in the data: the height, and half as many again for the chroma
+    of a semi-planar image."""
+    height = int(msg.height)
+    return height + height // 2 if layout.semiplanar else height
+
+
 def _row_bytes(msg: Any, layout: _Layout, data: np.ndarray) -> int:
     """The pixel bytes per row; InputError when the size fields and the data disagree."""
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    height, width, step = _data_rows(msg, layout), int(msg.width), int(msg.step)
     row_bytes = width * layout.channels * np.dtype(layout.dtype).itemsize
     if height <= 0 or width <= 0:
         raise InputError(f"empty image ({width}x{height})")
+    if (layout.semiplanar or layout.bayer) and (int(msg.width) % 2 or int(msg.height) % 2):
+        raise InputError(
+            f"{msg.encoding} image of {width}x{msg.height}: needs an even width and height"
+        )
     needed = step * (height - 1) + row_bytes
     if step < row_bytes or data.size < needed:
         raise InputError(
@@ -95,8 +127,9 @@ def _row_bytes(msg: Any, layout: _Layout, data: np.ndarray) -> int:
 
 
 def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
-    """The message's data as [H, step] rows (a copy) and the pixel bytes per row."""
-    height, step = int(msg.height), int(msg.step)
+    """The message's data as [rows, step] (a copy) and the pixel bytes per row. A semi-planar
+    image has its chroma rows after the ``height`` rows of its Y plane."""
+    height, step = _data_rows(msg, layout), int(msg.step)
     data = _buffer(msg.data)
     row_bytes = _row_bytes(msg, layout, data)
     padded = np.zeros(step * height, np.uint8)  # the last row may come without its padding
@@ -105,11 +138,12 @@ def _rows(msg: Any, layout: _Layout) -> tuple[np.ndarray, int]:
 
 
 def _pixels(msg: Any, layout: _Layout) -> np.ndarray:
-    """The message's pixels [H, W(, C)] in its own channel order, native byte order."""
+    """The message's pixels [H, W(, C)] in its own channel order, native byte order (a
+    semi-planar image: its Y rows, then its chroma rows, [1.5 H, W])."""
     rows, row_bytes = _rows(msg, layout)
     wire = np.ascontiguousarray(rows[:, :row_bytes]).view(_wire_dtype(layout, msg.is_bigendian))
     pixels = wire.astype(layout.dtype)
-    shape = (int(msg.height), int(msg.width), layout.channels)
+    shape = (rows.shape[0], int(msg.width), layout.channels)
     return pixels.reshape(shape[:2] if layout.channels == 1 else shape)
 
 
@@ -121,6 +155,9 @@ def image_to_frame(msg: Any) -> np.ndarray:
     pixels = _pixels(msg, layout)
     if layout.yuv:
         code = cv2.COLOR_YUV2BGR_UYVY if layout.yuv == "uyvy" else cv2.COLOR_YUV2BGR_YUYV
+        return cv2.cvtColor(pixels, code)
+    if layout.semiplanar:
+        code = cv2.COLOR_YUV2BGR_NV12 if layout.semiplanar == "nv12" else cv2.COLOR_YUV2BGR_NV21
         return cv2.cvtColor(pixels, code)
     if layout.to_frame is not None:
         return cv2.cvtColor(pixels, layout.to_frame)
@@ -140,6 +177,44 @@ def _bgr_to_yuv422(frame: np.ndarray, kind: str) -> np.ndarray:
     return np.clip(np.rint(packed), 0, 255).astype(np.uint8)
 
 
+def _mosaic(frame: np.ndarray, colours: tuple[int, int, int, int]) -> np.ndarray:
+    """A BGR frame as a Bayer mosaic: each pixel keeps its own colour channel."""
+    mosaic = np.empty(frame.shape[:2], frame.dtype)
+    for (dy, dx), colour in zip(((0, 0), (0, 1), (1, 0), (1, 1)), colours, strict=True):
+        mosaic[dy::2, dx::2] = frame[dy::2, dx::2, colour]
+    return mosaic
+
+
+def _bgr_to_semiplanar(frame: np.ndarray, kind: str) -> np.ndarray:
+    """BGR -> NV12/NV21 [1.5 H, W]: the Y plane, then rows of interleaved half-size chroma."""
+    height, width = frame.shape[:2]
+    i420 = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420)  # Y, then the U plane, then V
+    quarter = (height // 2) * (width // 2)
+    u = i420[height:].reshape(-1)[:quarter].reshape(height // 2, width // 2)
+    v = i420[height:].reshape(-1)[quarter:].reshape(height // 2, width // 2)
+    chroma = np.empty((height // 2, width), np.uint8)
+    chroma[:, 0::2], chroma[:, 1::2] = (u, v) if kind == "nv12" else (v, u)
+    return np.concatenate([i420[:height], chroma])
+
+
+def _keep_unchanged(
+    pixels: np.ndarray, frame: np.ndarray, original: np.ndarray, layout: _Layout, like: Any
+) -> np.ndarray:
+    """``pixels`` with every unchanged pixel's original bytes, for the layouts whose way back
+    is not exact: packed 4:2:2 and NV12/NV21 (chroma shared by neighbours) and Bayer (the
+    demosaicked image's border). Every other layout gives a pixel back its own bytes."""
+    same = frame == original
+    unchanged = same if same.ndim == 2 else same.all(-1)
+    if layout.yuv:  # a pixel pair shares its chroma: keep it only if both are unchanged
+        unchanged = np.repeat(unchanged[:, 0::2] & unchanged[:, 1::2], 2, axis=1)
+    elif layout.semiplanar:  # a 2x2 block shares its chroma
+        block = unchanged[0::2, 0::2] & unchanged[0::2, 1::2]
+        block &= unchanged[1::2, 0::2] & unchanged[1::2, 1::2]
+        unchanged = np.concatenate([unchanged, np.repeat(block, 2, axis=1)])
+    before = _pixels(like, layout).reshape(pixels.shape)
+    return np.where(unchanged[..., None], before, pixels)
+
+
 def frame_to_image_data(
     frame: np.ndarray, like: Any, original: np.ndarray | None = None
 ) -> np.ndarray:
@@ -152,22 +227,22 @@ def frame_to_image_data(
         raise InputError(f"frame {frame.shape[1]}x{frame.shape[0]} != image {width}x{height}")
     if layout.yuv:
         pixels = _bgr_to_yuv422(frame, layout.yuv)
+    elif layout.semiplanar:
+        pixels = _bgr_to_semiplanar(frame, layout.semiplanar)
+    elif layout.bayer:
+        pixels = _mosaic(frame, layout.bayer)
     elif layout.from_frame is not None:
         pixels = cv2.cvtColor(frame, layout.from_frame)
     else:
         pixels = frame
-    pixels = np.asarray(pixels, dtype=layout.dtype).reshape(height, width, layout.channels)
-    if original is not None and layout.yuv:
-        # Only packed 4:2:2 can change a pixel's bytes on the way back (its chroma is shared
-        # with its neighbour); every other layout gives a pixel back the bytes it came from.
-        same = frame == original
-        unchanged = same if same.ndim == 2 else same.all(-1)
-        unchanged = np.repeat(unchanged[:, 0::2] & unchanged[:, 1::2], 2, axis=1)
-        before = _pixels(like, layout).reshape(pixels.shape)
-        pixels = np.where(unchanged[..., None], before, pixels)
+    rows_out = _data_rows(like, layout)
+    pixels = np.asarray(pixels, dtype=layout.dtype).reshape(rows_out, width, layout.channels)
+    if original is not None and (layout.yuv or layout.semiplanar or layout.bayer):
+        pixels = _keep_unchanged(pixels, frame, original, layout, like)
     wire = pixels.astype(_wire_dtype(layout, like.is_bigendian), copy=False)
     data = _buffer(like.data).copy()  # same length: padding and bytes past the last row kept
     row_bytes, step = _row_bytes(like, layout, data), int(like.step)
+    height = rows_out
     if step == row_bytes:
         data[: height * row_bytes] = wire.reshape(-1).view(np.uint8)
     else:

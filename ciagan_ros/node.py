@@ -454,7 +454,8 @@ class AnonymizerNode(LifecycleNode):
                 step=msg.step,
             )
             image.data = frame_to_image_data(out.image, msg, original).tobytes()
-            compressed_format = "jpeg"
+            # JPEG holds 8 bits; a 16-bit frame (mono16, 16-bit Bayer) goes out as PNG.
+            compressed_format = "png" if out.image.dtype.itemsize > 1 else "jpeg"
         outputs["image"].publish(image)
         if "compressed" in outputs:
             compressed = CompressedImage(header=out.header, format=compressed_format)

@@ -140,7 +140,9 @@ def test_changed_pixels_are_written_and_the_rest_keep_their_bytes(photo, encodin
     assert (rows[10:40] != before[10:40]).any()
 
 
-@pytest.mark.parametrize("encoding", ["bayer_rggb8", "32FC1", "16UC3", "64FC1", "nv12", "unknown"])
+@pytest.mark.parametrize(
+    "encoding", ["bayer_rggb32", "32FC1", "16UC3", "64FC1", "nv24", "unknown"]
+)
 def test_unsupported_encodings_name_themselves(photo, encoding):
     msg = _pack(photo, "bgr8", 0)
     msg = Image(

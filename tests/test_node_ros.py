@@ -136,6 +136,43 @@ def test_a_face_in_each_encoding_comes_out_anonymized(robot, encoding):
     _check_anonymized(sent, received, box)
 
 
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_gbrg16", "nv12", "nv21"])
+def test_raw_camera_encodings_are_anonymized_in_place(robot, encoding):
+    """Bayer and NV12/NV21 frames keep their encoding, size and step; decoded again, the face
+    is gone (tests/test_raw_encodings.py covers every pattern without DDS)."""
+    from test_raw_encodings import raw_message
+
+    from ciagan_ros.image_codec import image_to_frame
+
+    frame, box = face_scene()
+    made = raw_message(frame, encoding, pad=2)
+    sent = Image(
+        header=stamped_header(),
+        height=made.height,
+        width=made.width,
+        encoding=made.encoding,
+        is_bigendian=0,
+        step=made.step,
+    )
+    sent.data = bytes(made.data)
+    out = robot.client.collect(Image, "/robot1/front/image_anonymized")
+    publisher = robot.client.publisher(Image, "/robot1/front/image")
+    received = robot.client.send_until(publisher, sent, out)
+    assert received is not None
+    assert (received.encoding, received.step, received.height, received.width) == (
+        sent.encoding,
+        sent.step,
+        sent.height,
+        sent.width,
+    )
+    assert received.header.stamp == sent.header.stamp
+    before, after = image_to_frame(sent), image_to_frame(received)
+    assert unchanged_share(before, after, box) <= 0.02
+    rows_before = np.frombuffer(bytes(sent.data), np.uint8).reshape(-1, sent.step)
+    rows_after = np.frombuffer(bytes(received.data), np.uint8).reshape(-1, sent.step)
+    np.testing.assert_array_equal(rows_before[:100], rows_after[:100])  # far above the face
+
+
 def test_the_compressed_output_is_anonymized_too(robot):
     frame, box = face_scene()
     sent = image_message(frame, "bgr8")
