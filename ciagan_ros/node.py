@@ -159,6 +159,8 @@ class AnonymizerNode(LifecycleNode):
         self._diagnostics_pub = None
         self._diagnostics_timer = None
         self._diagnostics_failures: dict[str, int] = {}
+        #: Per camera: the received count last seen to change, and when (monotonic seconds).
+        self._last_input: dict[str, tuple[int, float]] = {}
         self._rebuild_timer = None
         self._rebuild_requested = False
         self._pipeline_error = ""
@@ -351,6 +353,7 @@ class AnonymizerNode(LifecycleNode):
                 )
             )
         self._frames.start()
+        self._last_input = {}  # silence counts from now
         self._active = True
         self.get_logger().info(
             f"active: {', '.join(values['input_topics'])} ({values['input_transport']}) -> "
@@ -503,6 +506,16 @@ class AnonymizerNode(LifecycleNode):
         array.status = [self._camera_status(frames, camera) for camera in frames.cameras]
         publisher.publish(array)
 
+    def _silent_for(self, camera: str, received: int) -> float:
+        """Seconds since ``camera``'s received count last changed (counted from the first
+        report after activation)."""
+        now = time.monotonic()
+        count, since = self._last_input.setdefault(camera, (received, now))
+        if received != count:
+            self._last_input[camera] = (received, now)
+            return 0.0
+        return now - since
+
     def _camera_status(self, frames: FrameHandler, camera: str) -> DiagnosticStatus:
         stats = frames.snapshot(camera)
         failures = sum(stats.failures.values())
@@ -514,6 +527,12 @@ class AnonymizerNode(LifecycleNode):
             level, message = "warn", f"{new_failures} frames failed closed (pixelated or dropped)"
         elif self._landmarker_warning:
             level, message = "warn", self._landmarker_warning
+        elif self._active and (silent := self._silent_for(camera, stats.received)) >= 5.0:
+            level = "warn"
+            message = (
+                f"no frames received for {silent:.0f} s: is the camera publishing, and does "
+                "it use a Fast DDS profile sized for camera frames (config/fastdds.xml)?"
+            )
         else:
             level, message = "ok", "active" if self._active else "inactive"
         values = {

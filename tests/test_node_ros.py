@@ -329,11 +329,31 @@ def _diagnostics(client, name: str, timeout: float = 20.0) -> dict[str, str]:
     return found
 
 
+def test_a_camera_that_sends_nothing_is_a_warning(tmp_path):
+    """Frames that never arrive (no camera, or a camera whose Fast DDS settings cannot carry
+    them) are not a failure the node sees in its frames: its diagnostics say so."""
+    running = Running(tmp_path, ["-p", "diagnostics_period:=0.5"])
+    try:
+        client = running.client
+        assert client.wait_state("/anonymizer", "active"), running.node.log()
+        client.spin_for(6.0)
+        status = _diagnostics(client, "/anonymizer: image")
+        assert status["_level"] == 1 and "no frames received" in status["_message"]
+    finally:
+        assert running.close() == 0
+
+
 def test_diagnostics_count_frames_per_camera(robot):
+    frame, _ = face_scene()
+    for camera in ("front", "rear"):
+        out = robot.client.collect(Image, f"/robot1/{camera}/image_anonymized")
+        publisher = robot.client.publisher(Image, f"/robot1/{camera}/image")
+        assert robot.client.send_until(publisher, image_message(frame, "bgr8"), out)
+    robot.client.spin_for(1.0)
     status = _diagnostics(robot.client, "/robot1/anonymizer: front/image")
     assert status["state"] == "active" and status["method"] == "blur"
-    assert int(status["received"]) >= 5 and int(status["published"]) >= 5
-    assert int(status["faces"]) >= 5
+    assert int(status["received"]) >= 1 and int(status["published"]) >= 1
+    assert int(status["faces"]) >= 1
     rear = _diagnostics(robot.client, "/robot1/anonymizer: rear/image")
     assert int(rear["published"]) >= 1
 
