@@ -2,9 +2,11 @@
 
 One codec for the node (rclpy messages) and the bag tool (``rosbags`` messages): both have the
 same field names. Frames come out in the pipeline's layout (BGR, BGRA, gray; uint8 or uint16)
-and go back in the message's own encoding. Re-encoding keeps the message's row padding
-(``step``) and byte order, and every pixel the pipeline did not change keeps its original bytes,
-so an untouched image is re-encoded byte for byte.
+and go back in the message's own encoding. Re-encoding keeps the message's size, ``step`` and
+byte order, and every pixel the pipeline did not change keeps its original bytes. Row padding
+and any bytes past the last row are written as zeros: they are not part of the image, so nothing
+anonymizes them, and a driver may leave pixels there (an ROI published as a view into the
+sensor's buffer, its step the full row's).
 """
 
 from __future__ import annotations
@@ -219,8 +221,9 @@ def frame_to_image_data(
     frame: np.ndarray, like: Any, original: np.ndarray | None = None
 ) -> np.ndarray:
     """``frame`` (pipeline layout) as the uint8 data of a message like ``like``: same encoding,
-    size, step (padding bytes kept) and byte order. With ``original`` (the frame ``like``
-    decoded to), every pixel equal to it keeps its original bytes."""
+    size, step and byte order; row padding and bytes past the last row zeroed (never copied:
+    they may hold raw pixels). With ``original`` (the frame ``like`` decoded to), every pixel
+    equal to it keeps its original bytes."""
     layout = _layout(str(like.encoding))
     height, width = int(like.height), int(like.width)
     if frame.shape[:2] != (height, width):
@@ -240,17 +243,17 @@ def frame_to_image_data(
     if original is not None and (layout.yuv or layout.semiplanar or layout.bayer):
         pixels = _keep_unchanged(pixels, frame, original, layout, like)
     wire = pixels.astype(_wire_dtype(layout, like.is_bigendian), copy=False)
-    data = _buffer(like.data).copy()  # same length: padding and bytes past the last row kept
-    row_bytes, step = _row_bytes(like, layout, data), int(like.step)
+    source = _buffer(like.data)
+    row_bytes, step = _row_bytes(like, layout, source), int(like.step)
+    data = np.zeros(source.size, np.uint8)  # same length; padding and any tail stay zero
     height = rows_out
     if step == row_bytes:
         data[: height * row_bytes] = wire.reshape(-1).view(np.uint8)
     else:
         rows = np.zeros(step * height, np.uint8)
-        covered = min(data.size, rows.size)
-        rows[:covered] = data[:covered]
         rows = rows.reshape(height, step)
         rows[:, :row_bytes] = wire.view(np.uint8).reshape(height, row_bytes)
+        covered = min(data.size, rows.size)
         data[:covered] = rows.reshape(-1)[:covered]
     return data
 

@@ -90,11 +90,37 @@ ENCODINGS = [
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("pad", [0, 7])
 def test_an_untouched_image_is_re_encoded_byte_for_byte(photo, encoding, pad):
+    """Every pixel byte is the input's; row padding comes back zeroed."""
     msg = _pack(photo, encoding, pad)
     frame = image_to_frame(msg)
     assert frame.shape[:2] == photo.shape[:2]
     data = frame_to_image_data(frame.copy(), msg, original=frame)
-    assert data.tobytes() == bytes(msg.data)
+    rows, before = data.reshape(msg.height, msg.step), np.asarray(msg.data).reshape(msg.height, -1)
+    pixel_bytes = msg.step - pad
+    np.testing.assert_array_equal(rows[:, :pixel_bytes], before[:, :pixel_bytes])
+    assert not rows[:, pixel_bytes:].any()
+
+
+def test_padding_and_bytes_past_the_image_never_carry_the_input(photo):
+    """A driver that publishes the left half of its sensor as an ROI (step of the full row)
+    or fewer rows than its buffer holds leaves raw pixels past the image: none go out."""
+    full = _pack(photo, "bgr8", 0)
+    half = photo.shape[1] // 2
+    for width, height in ((half, photo.shape[0]), (photo.shape[1], 40)):
+        roi = Image(
+            header=full.header,
+            height=height,
+            width=width,
+            encoding="bgr8",
+            is_bigendian=0,
+            step=full.step,
+            data=full.data,
+        )
+        frame = image_to_frame(roi)
+        data = frame_to_image_data(frame, roi, original=frame)
+        assert data.size == np.asarray(full.data).size  # the message's size is kept
+        rows = data.reshape(photo.shape[0], full.step)
+        assert not rows[:height, width * 3 :].any() and not rows[height:].any()
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "bgra8", "rgba8", "mono8"])
@@ -112,7 +138,9 @@ def test_big_endian_16_bit_images_decode_to_their_values(photo):
     np.testing.assert_array_equal(image_to_frame(little), image_to_frame(big))
     frame = image_to_frame(big)
     assert frame.max() <= 1023 and frame.dtype == np.uint16
-    assert frame_to_image_data(frame, big, original=frame).tobytes() == bytes(big.data)
+    rows = frame_to_image_data(frame, big, original=frame).reshape(big.height, big.step)
+    before = np.asarray(big.data).reshape(big.height, big.step)
+    np.testing.assert_array_equal(rows[:, :-2], before[:, :-2])  # the 2 padding bytes zeroed
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "rgb8", "mono16", "yuv422", "yuyv"])
@@ -136,7 +164,9 @@ def test_changed_pixels_are_written_and_the_rest_keep_their_bytes(photo, encodin
     assert np.abs(back[10:40, 20:60].astype(int)).max() <= 2  # black, up to chroma rounding
     rows = data.reshape(msg.height, msg.step)
     before = np.asarray(msg.data).reshape(msg.height, msg.step)
-    np.testing.assert_array_equal(rows[60:], before[60:])  # untouched rows, padding included
+    pixel_bytes = msg.step - 5
+    np.testing.assert_array_equal(rows[60:, :pixel_bytes], before[60:, :pixel_bytes])
+    assert not rows[:, pixel_bytes:].any()  # padding zeroed
     assert (rows[10:40] != before[10:40]).any()
 
 

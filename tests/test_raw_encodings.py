@@ -105,7 +105,10 @@ def test_an_untouched_raw_image_is_re_encoded_byte_for_byte(scene, encoding, pad
     frame = image_to_frame(msg)
     assert frame.shape == (480, 640, 3)
     assert frame.dtype == (np.uint16 if encoding.endswith("16") else np.uint8)
-    assert frame_to_image_data(frame.copy(), msg, original=frame).tobytes() == bytes(msg.data)
+    data = frame_to_image_data(frame.copy(), msg, original=frame).reshape(-1, msg.step)
+    before = np.asarray(msg.data).reshape(-1, msg.step)
+    np.testing.assert_array_equal(data[:, : msg.step - pad], before[:, : msg.step - pad])
+    assert not data[:, msg.step - pad :].any()  # padding zeroed
 
 
 @pytest.mark.parametrize("encoding", RAW)
@@ -151,7 +154,7 @@ def test_a_face_is_anonymized_in_place_and_demosaicking_does_not_bring_it_back(
     if encoding.startswith("nv"):
         chroma_far = far[0::2, :]  # a chroma row pair covers two pixel columns
         assert (rows_before[480:, :640] == rows_after[480:, :640])[chroma_far].all()
-    np.testing.assert_array_equal(rows_before[:, width_bytes:], rows_after[:, width_bytes:])
+    assert not rows_after[:, width_bytes:].any()  # padding zeroed
 
 
 def test_odd_sizes_are_a_clear_error(scene):
