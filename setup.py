@@ -97,7 +97,7 @@ setup(
         "console_scripts": [
             "ciagan = ciagan_core.cli:main",
             # ROS 2 only (rclpy): `ros2 run ciagan_ros anonymizer_node`.
-            "anonymizer_node = ciagan_ros.node:main",
+            "anonymizer_node = ciagan_ros.node_main:main",
             "anonymize_bag = ciagan_ros.bag_cli:main",
         ]
     },

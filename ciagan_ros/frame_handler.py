@@ -115,6 +115,8 @@ class FrameHandler:
         self.clock = clock
         self.stats = {camera: CameraStats() for camera in self.cameras}
         self._anonymizers: dict[str, Anonymizer] | None = None
+        #: Why there is no pipeline (said with every frame that fails closed for it).
+        self.no_pipeline_reason = "no pipeline loaded yet"
         self._slots: dict[str, InFrame | None] = dict.fromkeys(self.cameras)
         self._lock = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -122,13 +124,16 @@ class FrameHandler:
 
     # -- configuration ----------------------------------------------------------------------
 
-    def set_anonymizers(self, anonymizers: dict[str, Anonymizer] | None) -> None:
-        """One anonymizer per camera, sharing detector and engine (None: not loaded; every
-        frame then fails closed)."""
+    def set_anonymizers(
+        self, anonymizers: dict[str, Anonymizer] | None, reason: str = "no pipeline loaded yet"
+    ) -> None:
+        """One anonymizer per camera, sharing detector and engine (None: not loaded, for
+        ``reason``; every frame then fails closed)."""
         if anonymizers is not None and set(anonymizers) != set(self.cameras):
             raise ValueError("one anonymizer per camera is needed")
         with self._lock:
             self._anonymizers = anonymizers
+            self.no_pipeline_reason = reason
 
     def snapshot(self, camera: str) -> CameraStats:
         """A copy of ``camera``'s counters, consistent at one instant."""
@@ -198,12 +203,15 @@ class FrameHandler:
 
     def _anonymize(self, items: list[InFrame], anonymizers) -> list[OutFrame]:
         if anonymizers is None:
-            return [self._failed(i, "no pipeline", "no pipeline loaded yet") for i in items]
+            return [self._failed(i, "no pipeline", self.no_pipeline_reason) for i in items]
         try:
             results = anonymize_together([(anonymizers[i.camera], i.frame) for i in items])
-        except Exception as exc:  # fail closed: the whole frame, never the raw one
-            log.error("anonymization failed for %d frames: %s", len(items), exc)
-            return [self._failed(i, "error", str(exc)) for i in items]
+        except Exception as exc:
+            if len(items) > 1:  # one camera's bad frame must not fail the others' frames
+                return [out for item in items for out in self._anonymize([item], anonymizers)]
+            # fail closed: the whole frame, never the raw one
+            log.error("anonymization failed for a frame of %s: %s", items[0].camera, exc)
+            return [self._failed(items[0], "error", str(exc))]
         return [
             OutFrame(i.camera, r.image, i.header, i.context, r.faces, "ok")
             for i, r in zip(items, results, strict=True)

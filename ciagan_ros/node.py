@@ -21,9 +21,13 @@ rclpy keeps its own lists under those names.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import rclpy
@@ -122,6 +126,23 @@ def _sibling(topic: str, name: str) -> str:
     return f"{topic.rsplit('/', 1)[0]}/{name}" if "/" in topic else name
 
 
+def _topics(node: LifecycleNode, camera: str, compressed_in: bool) -> dict[str, str]:
+    """The names one camera's topics get. Remapping the camera topic (``-r image:=/cam/raw``)
+    moves all of them with it (``/cam/raw/compressed`` in, ``/cam/raw_anonymized`` out);
+    otherwise they stay relative, so that namespaces and remapping of each output work."""
+    base = camera
+    if node.resolve_topic_name(camera) != node.resolve_topic_name(camera, only_expand=True):
+        base = node.resolve_topic_name(camera)
+    return {
+        "input": f"{base}/compressed" if compressed_in else base,
+        "image": f"{base}_anonymized",
+        "compressed": f"{base}_anonymized/compressed",
+        "faces": f"{base}_faces",
+        "camera_info": _sibling(base, "camera_info"),
+        "camera_info_out": _sibling(base, "camera_info_anonymized"),
+    }
+
+
 def _transition(callback):
     """Log a transition callback's exception with its traceback (rclpy swallows it and only
     says the transition failed), then let rclpy turn it into an error transition."""
@@ -152,6 +173,10 @@ class AnonymizerNode(LifecycleNode):
                 problems.append(f"{param.name}: {exc}")
         if problems:
             raise ConfigError("invalid parameters: " + "; ".join(problems))
+        try:  # a bad choice or combination stops the start like a bad type: fix the file
+            self._check(self._values())
+        except CiaganError as exc:
+            raise ConfigError(f"invalid parameters: {exc}") from None
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._frames: FrameHandler | None = None
         self._inputs: list[Any] = []
@@ -163,7 +188,10 @@ class AnonymizerNode(LifecycleNode):
         self._last_input: dict[str, tuple[int, float]] = {}
         self._rebuild_timer = None
         self._rebuild_requested = False
+        self._build_thread: threading.Thread | None = None
         self._pipeline_error = ""
+        #: Why the last configure failed (said on /diagnostics while unconfigured).
+        self._configure_error = ""
         self._landmarker_warning = ""
         self._engine_name = "none"
         self._warned_at: dict[str, float] = {}
@@ -181,6 +209,9 @@ class AnonymizerNode(LifecycleNode):
                 f"unknown parameters ignored: {', '.join(unknown)} "
                 "(config/anonymizer.yaml lists every parameter)"
             )
+        # /diagnostics from the start: a node that cannot configure says why there too.
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._start_diagnostics_timer(self.get_parameter("diagnostics_period").value)
 
     # -- parameters ---------------------------------------------------------------------------
 
@@ -202,30 +233,67 @@ class AnonymizerNode(LifecycleNode):
             )
         try:
             check_values(changes)
-            anonymizer_configs({**self._values(), **changes})
+            self._check({**self._values(), **changes}, changes)
         except CiaganError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        if "diagnostics_period" in changes:
+            self._start_diagnostics_timer(float(changes["diagnostics_period"]))
         if self._frames is not None:
             if "on_failure" in changes:
                 self._frames.on_failure = changes["on_failure"]
             if "max_latency_ms" in changes:
                 self._frames.max_latency_ms = float(changes["max_latency_ms"])
-            if "diagnostics_period" in changes:
-                self._start_diagnostics_timer(float(changes["diagnostics_period"]))
             if set(changes) - _READ_PER_FRAME:
                 self._rebuild_requested = True  # by the timer, once the values are set
         return SetParametersResult(successful=True)
 
-    def _rebuild_if_requested(self) -> None:
-        if self._rebuild_requested and self._frames is not None:
-            self._rebuild_requested = False
-            self._build_pipeline()
+    def _check(self, values: dict[str, Any], changes: dict[str, Any] | None = None) -> None:
+        """ConfigError unless ``values`` make a valid configuration: the CLI's validation,
+        topic names rclpy accepts, and model and landmark files that exist (when they are
+        being set: a missing one would cost the working pipeline)."""
+        anonymizer_configs(values)
+        for topic in values["input_topics"]:
+            try:
+                self.resolve_topic_name(topic)
+            except Exception as exc:
+                reason = str(exc).split(", at ")[0]  # rcl appends its source file
+                raise ConfigError(
+                    f"input_topics: {topic!r} is not a valid topic name: {reason}"
+                ) from None
+        if changes is None:  # at start: a missing file fails configure (fixable at run time)
+            return
+        model = values["model_path"]
+        asked = values["method"] == "ciagan" and {"model_path", "method"} & set(changes)
+        if asked and not Path(model).is_file():
+            raise ConfigError(f"model_path: {model} is not a file")
+        weights = values["landmark_weights"]
+        if "landmark_weights" in changes and weights and not Path(weights).exists():
+            raise ConfigError(f"landmark_weights: {weights} does not exist")
 
-    def _build_pipeline(self) -> bool:
-        """Build one anonymizer per camera sharing detector and engine, then swap it in; the
-        previous pipeline serves meanwhile. If building fails, frames are pixelated whole (the
-        handler has no pipeline) until a good setting is given."""
-        values = self._values()
+    def building(self) -> bool:
+        """Whether a pipeline is being built right now."""
+        return self._build_thread is not None and self._build_thread.is_alive()
+
+    def _rebuild_if_requested(self) -> None:
+        """Timer: start a rebuild in the background when settings changed (and none runs)."""
+        if self._rebuild_requested and self._frames is not None and not self.building():
+            self._rebuild_requested = False
+            self._build_thread = self._start_build(self._values(), self._frames)
+
+    def _start_build(self, values: dict[str, Any], frames: FrameHandler) -> threading.Thread:
+        """Build the pipeline on a thread of its own: loading models (or building a TensorRT
+        engine) must not stop the executor, so frames, services and diagnostics go on, served
+        by the previous pipeline meanwhile."""
+        thread = threading.Thread(
+            target=self._build_pipeline, args=(values, frames), name="ciagan-build", daemon=True
+        )
+        thread.start()
+        return thread
+
+    def _build_pipeline(self, values: dict[str, Any], frames: FrameHandler) -> bool:
+        """Build one anonymizer per camera sharing detector and engine, then swap it in. If
+        building fails, frames are pixelated whole (the handler has no pipeline) until a good
+        setting is given, and /diagnostics says ERROR with the reason."""
         try:
             configs = anonymizer_configs(values)
             cameras = list(configs)
@@ -240,11 +308,13 @@ class AnonymizerNode(LifecycleNode):
                 )
             config = configs[cameras[0]]
         except Exception as exc:
-            self._frames.set_anonymizers(None)
             self._pipeline_error = f"cannot build the anonymization pipeline: {exc}"
+            frames.set_anonymizers(None, self._pipeline_error)
             self.get_logger().error(self._pipeline_error)
             return False
-        self._frames.set_anonymizers(anonymizers)
+        if frames is not self._frames:  # cleaned up while building
+            return False
+        frames.set_anonymizers(anonymizers)
         self._pipeline_error = ""
         self._landmarker_warning = first.landmarker_warning
         if first.landmarker_warning:
@@ -262,19 +332,27 @@ class AnonymizerNode(LifecycleNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         values = self._values()
         try:
-            anonymizer_configs(values)
+            self._check(values)
         except CiaganError as exc:
-            self.get_logger().error(f"cannot configure: {exc}")
+            self._configure_error = f"cannot configure: {exc}"
+            self.get_logger().error(self._configure_error)
             return TransitionCallbackReturn.FAILURE
         self._frames = FrameHandler(
             values["input_topics"], self._publish, values["on_failure"], values["max_latency_ms"]
         )
-        if not self._build_pipeline():
+        self._pipeline_error = ""
+        self._build_thread = self._start_build(values, self._frames)
+        while self._build_thread.is_alive():  # SIGTERM meanwhile ends the wait
+            self._build_thread.join(0.1)
+            if not self.context.ok():
+                self._frames = None
+                return TransitionCallbackReturn.FAILURE
+        if self._pipeline_error:
+            self._configure_error = self._pipeline_error
             self._release()
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ""
         self._rebuild_timer = self.create_timer(0.2, self._rebuild_if_requested)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._start_diagnostics_timer(values["diagnostics_period"])
         return TransitionCallbackReturn.SUCCESS
 
     def _qos(self, reliability: str) -> QoSProfile:
@@ -312,52 +390,54 @@ class AnonymizerNode(LifecycleNode):
                 "vision_msgs is not installed: the faces topics are off; images are published"
             )
         info_subscriptions = []
-        for camera in values["input_topics"]:
-            out = f"{camera}_anonymized"
+        names = {c: _topics(self, c, compressed_in) for c in values["input_topics"]}
+        for camera, name in names.items():
             outputs = {
                 "image": self.create_lifecycle_publisher(
-                    Image, out, qos_out(), **self._overrides(out, "publisher")
+                    Image, name["image"], qos_out(), **self._overrides(name["image"], "publisher")
                 )
             }
             if values["publish_compressed"]:
-                name = f"{out}/compressed"
                 outputs["compressed"] = self.create_lifecycle_publisher(
-                    CompressedImage, name, qos_out(), **self._overrides(name, "publisher")
+                    CompressedImage,
+                    name["compressed"],
+                    qos_out(),
+                    **self._overrides(name["compressed"], "publisher"),
                 )
             if values["publish_faces"] and Detection2DArray is not None:
                 outputs["faces"] = self.create_lifecycle_publisher(
-                    Detection2DArray, f"{camera}_faces", qos_out()
+                    Detection2DArray, name["faces"], qos_out()
                 )
             if values["pass_camera_info"]:
                 outputs["camera_info"] = self.create_lifecycle_publisher(
-                    CameraInfo, _sibling(camera, "camera_info_anonymized"), qos_out()
+                    CameraInfo, name["camera_info_out"], qos_out()
                 )
-                info_subscriptions.append((camera, outputs["camera_info"]))
+                info_subscriptions.append((name["camera_info"], outputs["camera_info"]))
             self._outputs[camera] = outputs
         result = super().on_activate(state)  # activates the lifecycle publishers
-        for camera, info_pub in info_subscriptions:
+        for topic, info_pub in info_subscriptions:
             self._inputs.append(
-                self.create_subscription(
-                    CameraInfo, _sibling(camera, "camera_info"), info_pub.publish, qos_in()
-                )
+                self.create_subscription(CameraInfo, topic, info_pub.publish, qos_in())
             )
-        for camera in values["input_topics"]:
-            topic = f"{camera}/compressed" if compressed_in else camera
+        for camera, name in names.items():
             self._inputs.append(
                 self.create_subscription(
                     CompressedImage if compressed_in else Image,
-                    topic,
+                    name["input"],
                     lambda msg, c=camera: self._on_image(c, msg),
                     qos_in(),
-                    **self._overrides(topic, "subscription"),
+                    **self._overrides(name["input"], "subscription"),
                 )
             )
         self._frames.start()
         self._last_input = {}  # silence counts from now
         self._active = True
         self.get_logger().info(
-            f"active: {', '.join(values['input_topics'])} ({values['input_transport']}) -> "
-            f"<topic>_anonymized"
+            "active: "
+            + ", ".join(
+                f"{self.resolve_topic_name(n['input'])} -> {self.resolve_topic_name(n['image'])}"
+                for n in names.values()
+            )
         )
         return result
 
@@ -380,13 +460,10 @@ class AnonymizerNode(LifecycleNode):
         if self._frames is not None:
             self._frames.set_anonymizers(None)
         self._frames = None
-        for timer in (self._rebuild_timer, self._diagnostics_timer):
-            if timer is not None:
-                self.destroy_timer(timer)
-        self._rebuild_timer = self._diagnostics_timer = None
-        if self._diagnostics_pub is not None:
-            self.destroy_publisher(self._diagnostics_pub)
-        self._diagnostics_pub = None
+        if self._rebuild_timer is not None:
+            self.destroy_timer(self._rebuild_timer)
+        self._rebuild_timer = None
+        self._rebuild_requested = False
         self._pipeline_error = ""
 
     @_transition
@@ -498,13 +575,25 @@ class AnonymizerNode(LifecycleNode):
         self._diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
 
     def _publish_diagnostics(self) -> None:
-        frames, publisher = self._frames, self._diagnostics_pub
-        if frames is None or publisher is None:
-            return
+        frames = self._frames
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [self._camera_status(frames, camera) for camera in frames.cameras]
-        publisher.publish(array)
+        if frames is None:  # unconfigured: nothing is anonymized, nothing published
+            level = "error" if self._configure_error else "ok"
+            message = self._configure_error or "unconfigured"
+            array.status = [
+                DiagnosticStatus(
+                    level=_LEVELS[level],
+                    name=f"{self.get_fully_qualified_name()}: {camera}",
+                    message=message,
+                    hardware_id="ciagan_anonymizer",
+                    values=[KeyValue(key="state", value="unconfigured")],
+                )
+                for camera in self.get_parameter("input_topics").value
+            ]
+        else:
+            array.status = [self._camera_status(frames, camera) for camera in frames.cameras]
+        self._diagnostics_pub.publish(array)
 
     def _silent_for(self, camera: str, received: int) -> float:
         """Seconds since ``camera``'s received count last changed (counted from the first
@@ -565,6 +654,8 @@ def main(args: list[str] | None = None) -> int:
     """``anonymizer_node [--ros-args ...]``: exit status 0 after SIGINT, SIGTERM or the
     ``shutdown`` transition, 2 when the given parameters are invalid."""
     profile = use_shipped_profile()  # before rclpy.init: Fast DDS reads it then
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # rclpy installs its own
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     rclpy.init(args=args)
     try:
         node = AnonymizerNode()
@@ -579,7 +670,7 @@ def main(args: list[str] | None = None) -> int:
         if node.get_parameter("autostart").value:
             if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
                 node.trigger_activate()
-            else:
+            elif rclpy.ok():
                 node.get_logger().error(
                     "not configured: fix the parameters, then configure the node "
                     "(lifecycle change_state); nothing is published meanwhile"
@@ -593,6 +684,10 @@ def main(args: list[str] | None = None) -> int:
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
+    if node.building():  # stopped while models load: do not wait for them
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -196,3 +196,28 @@ def test_a_frame_waiting_at_deactivate_is_dropped_not_published_later(photos, de
     finally:
         handler.stop()
     assert [out.header for out in published] == ["new"]
+
+
+def test_one_cameras_bad_frame_does_not_fail_the_other_cameras_frame(photos, detector):
+    """Frames of all cameras are anonymized together; a frame the pipeline refuses fails
+    closed alone, and the other camera's frame is anonymized (not pixelated whole)."""
+    handler, published = _handler(["front", "rear"])
+    handler.set_anonymizers(
+        {c: Anonymizer(AnonymizerConfig(), detector=detector) for c in ("front", "rear")}
+    )
+    too_wide = np.zeros((4, 16400), np.uint8)  # decodes, but the pipeline refuses it
+    handler.submit(InFrame("rear", too_wide, "rear", time.monotonic()))
+    handler.submit(InFrame("front", photos[0], "front", time.monotonic()))
+    assert handler.process_pending() == 2
+    by_camera = {out.camera: out for out in published}
+    assert by_camera["front"].status == "ok" and by_camera["front"].faces
+    assert not _is_pixelated_whole(by_camera["front"].image, photos[0])
+    assert handler.stats["rear"].failures and not handler.stats["front"].failures
+
+
+def test_frames_without_a_pipeline_say_why(photos):
+    handler, published = _handler(["cam"])
+    handler.set_anonymizers(None, "cannot build the pipeline: model.safetensors not found")
+    handler.submit(InFrame("cam", photos[0], "h", time.monotonic()))
+    handler.process_pending()
+    assert published[0].status == "no pipeline" and "not found" in published[0].reason

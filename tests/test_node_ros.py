@@ -170,7 +170,8 @@ def test_raw_camera_encodings_are_anonymized_in_place(robot, encoding):
     assert unchanged_share(before, after, box) <= 0.02
     rows_before = np.frombuffer(bytes(sent.data), np.uint8).reshape(-1, sent.step)
     rows_after = np.frombuffer(bytes(received.data), np.uint8).reshape(-1, sent.step)
-    np.testing.assert_array_equal(rows_before[:100], rows_after[:100])  # far above the face
+    pixel_bytes = sent.step - 2  # the padding comes back zeroed
+    np.testing.assert_array_equal(rows_before[:100, :pixel_bytes], rows_after[:100, :pixel_bytes])
 
 
 def test_the_compressed_output_is_anonymized_too(robot):
@@ -395,7 +396,7 @@ def _pixelated_whole(sent, received):
     assert len(np.unique(after.reshape(-1, after.shape[-1]), axis=0)) <= 8 * 6
 
 
-def test_late_frames_and_a_broken_pipeline_are_published_pixelated_whole(failing):
+def test_late_frames_and_a_broken_pipeline_are_published_pixelated_whole(failing, tmp_path):
     client, node = failing.client, "/anonymizer"
     frame, _ = face_scene()
     out = client.collect(Image, "/image_anonymized")
@@ -404,11 +405,17 @@ def test_late_frames_and_a_broken_pipeline_are_published_pixelated_whole(failing
     _pixelated_whole(sent, client.send_until(publisher, sent, out))
     status = _diagnostics(client, f"{node}: image")
     assert int(status["fail-closed: late"]) >= 1
-    # A model file that is not there: the rebuild fails and frames still never go out raw.
+    # A model file that is not there is refused when it is set (it would cost the pipeline).
+    [missing] = client.set_parameters(node, model_path="/nonexistent/model.safetensors")
+    [ciagan] = client.set_parameters(node, method="ciagan")
+    assert missing.successful and not ciagan.successful and "is not a file" in ciagan.reason
+    # A model file that is damaged: the rebuild fails and frames still never go out raw.
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not a model" * 100)
     results = client.set_parameters(
-        node, max_latency_ms=60000.0, model_path="/nonexistent/model.safetensors", method="ciagan"
+        node, max_latency_ms=60000.0, model_path=str(damaged), method="ciagan"
     )
-    assert all(r.successful for r in results)
+    assert all(r.successful for r in results), [r.reason for r in results]
     deadline = time.monotonic() + 30
     while "cannot build" not in failing.node.log() and time.monotonic() < deadline:
         client.spin_for(0.2)
@@ -417,6 +424,7 @@ def test_late_frames_and_a_broken_pipeline_are_published_pixelated_whole(failing
     status = _diagnostics(client, f"{node}: image")
     assert status["_level"] == 2 and "cannot build" in status["_message"]
     assert int(status["fail-closed: no pipeline"]) >= 1
+    assert "damaged.safetensors" in failing.node.log().split("pixelated whole (no pipeline")[-1]
     # A good setting brings the anonymizer back.
     assert client.set_parameters(node, method="blur")[0].successful
     client.spin_for(1.0)
@@ -449,6 +457,8 @@ def test_the_lifecycle_through_change_state(tmp_path):
         assert not client.change_state(node, "configure")
         assert "cannot build" in running.node.log()
         assert client.state(node) == "unconfigured"
+        status = _diagnostics(client, "/anonymizer: image")  # says why, while unconfigured
+        assert status["_level"] == 2 and "cannot build" in status["_message"]
         results = client.set_parameters(node, input_topics=["cam/image"], method="blur")
         assert all(r.successful for r in results), [r.reason for r in results]
         assert client.change_state(node, "configure")
@@ -489,15 +499,94 @@ def test_the_lifecycle_through_change_state(tmp_path):
         running.close()
 
 
-def test_invalid_parameter_types_stop_the_node_with_a_clear_error(tmp_path):
-    params = _params_file(tmp_path, {"qos_depth": "5", "no_such_parameter": 3})
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"qos_depth": "5", "no_such_parameter": 3}, "qos_depth"),  # a wrong type
+        ({"method": "nope", "blur_kernel": 100}, "method"),  # a wrong choice (and an even kernel)
+        ({"blur_kernel": 100}, "odd"),
+        ({"input_topics": ["bad name"]}, "not a valid topic name"),
+    ],
+)
+def test_invalid_parameters_stop_the_node_with_a_clear_error(tmp_path, values, named):
+    """Exit status 2 and one line naming the problem: a node that started with two bad values
+    could not be mended one parameter at a time."""
+    params = _params_file(tmp_path, values)
     running = Running(tmp_path, ["--params-file", str(params)])
     try:
         assert running.node.wait(60) == 2
         log = running.node.log()
-        assert "qos_depth" in log and "Traceback" not in log
+        assert named in log and "Traceback" not in log
     finally:
         running.close()
+
+
+def test_remapping_the_camera_moves_its_outputs_and_compressed_input(tmp_path):
+    running = Running(tmp_path, ["-r", "image:=/cam/raw", "-p", "input_transport:=compressed"])
+    try:
+        client = running.client
+        assert client.wait_state("/anonymizer", "active"), running.node.log()
+        frame, box = face_scene()
+        out = client.collect(Image, "/cam/raw_anonymized")
+        publisher = client.publisher(CompressedImage, "/cam/raw/compressed")
+        sent = compressed_message(frame)
+        _check_anonymized(sent, client.send_until(publisher, sent, out), box)
+        assert not client.node.get_publishers_info_by_topic("/image_anonymized")
+    finally:
+        assert running.close() == 0
+
+
+def test_a_rebuild_does_not_stop_the_node_and_sigterm_does_not_wait_for_it(tmp_path):
+    """Building the int8 detector takes seconds: meanwhile the previous pipeline serves and
+    services answer; SIGTERM during the build ends the process at once, status 0."""
+    cache = tmp_path / "cache"  # empty: int8 is built, not loaded
+    running = Running(
+        tmp_path,
+        ["-p", "detector_precision:=fp32", "-p", "max_latency_ms:=30000.0"],
+        extra_env={"CIAGAN_CACHE_DIR": str(cache)},
+    )
+    client, node = running.client, "/anonymizer"
+    try:
+        assert client.wait_state(node, "active"), running.node.log()
+        assert client.set_parameters(node, detector_precision="int8")[0].successful
+        frame, box = face_scene()
+        out = client.collect(Image, "/image_anonymized")
+        publisher = client.publisher(Image, "/image")
+        start = time.monotonic()
+        for _ in range(3):  # each within a second, while int8 is being built
+            sent = image_message(frame, "bgr8")
+            _check_anonymized(sent, client.send_until(publisher, sent, out, timeout=5), box)
+            began = time.monotonic()
+            assert client.state(node, timeout=5) == "active"
+            assert time.monotonic() - began < 2.0
+        # All of that while int8 was still being built (ready once, for fp32, so far).
+        assert running.node.log().count("pipeline ready") == 1
+        assert time.monotonic() - start < 8
+        began = time.monotonic()
+        assert running.node.stop(signal.SIGTERM) == 0
+        assert time.monotonic() - began < 5
+        assert "Traceback" not in running.node.log()
+    finally:
+        running.close()
+
+
+def test_sigterm_while_starting_exits_0(tmp_path):
+    """During the imports, and during the first pipeline build (an empty cache)."""
+    for delay in (0.2, 3.0):
+        running = Running(
+            tmp_path,
+            [],
+            name=f"start{delay}",
+            extra_env={"CIAGAN_CACHE_DIR": str(tmp_path / f"c{delay}")},
+        )
+        try:
+            time.sleep(delay)
+            began = time.monotonic()
+            assert running.node.stop(signal.SIGTERM) == 0, running.node.log()
+            assert time.monotonic() - began < 5
+            assert "Traceback" not in running.node.log()
+        finally:
+            running.close()
 
 
 def test_an_unknown_parameter_is_reported(tmp_path):
