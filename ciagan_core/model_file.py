@@ -27,7 +27,7 @@ import torch
 
 from ciagan_core import __version__
 from ciagan_core.atomic_write import atomic_path
-from ciagan_core.errors import ModelFileError
+from ciagan_core.errors import InputError, ModelFileError
 from ciagan_core.models.folding import fold_spectral_norm
 from ciagan_core.models.generator import IMAGE_SIZE, Generator
 
@@ -78,6 +78,31 @@ class LoadedModel:
         net.load_state_dict(self.state_dict)
         net.eval().requires_grad_(False)
         return net.to(device)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file or folder: equal once resolved, or (both existing) the
+    same inode: a symbolic link to it, a hard link of it, a bind mount."""
+    a, b = Path(a), Path(b)
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: not the same
+        return False
+
+
+def check_output_apart(output: str | Path, *inputs: str | Path, what: str = "input") -> None:
+    """Refuse (InputError) to write ``output`` where it would replace one of ``inputs``: the
+    same file, a link to it (symbolic or hard), or a file inside an input folder. Every
+    command that writes a file beside what it reads checks its outputs with this first."""
+    output = Path(output)
+    for source in map(Path, inputs):
+        inside = source.is_dir() and source.resolve() in output.resolve().parents
+        if same_file(output, source) or inside:
+            raise InputError(
+                f"{output}: would overwrite the {what} {source}; choose another output"
+            )
 
 
 def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
@@ -297,6 +322,7 @@ def import_official(
 ) -> ModelInfo:
     """Convert a published generator checkpoint into a model file (``model import-official``)."""
     checkpoint, output = Path(checkpoint), Path(output)
+    check_output_apart(output, checkpoint, what="checkpoint")
     state = load_official_checkpoint(checkpoint)
     num_identities = check_state_dict(state, spectral_norm=True, source=checkpoint)
     if expected_identities is not None and num_identities != expected_identities:

@@ -14,7 +14,10 @@ worker class runs in this process.
 Resuming: a bag whose output and report exist, say ``complete``, and match this input (file
 sizes, times, metadata hash) and these settings is skipped, so the same command continues an
 interrupted fleet run. Temporary folders of killed workers (``.<bag>.partial-*``) are removed
-at start, and before a bag is retried.
+at start, before a bag is retried and at the end, but only those whose writing process is
+provably gone: a process of this host that no longer runs. A folder that another live process
+is writing (a ``ciagan bag`` into the same OUTDIR, a worker of this fleet), one written from
+another host, or one without a readable owner file is never touched.
 """
 
 from __future__ import annotations
@@ -212,30 +215,100 @@ def _read_attempts(job: BagJob) -> int:
         return 0
 
 
-def remove_stale_temporaries(outdir: Path, names: Sequence[str], force: bool = False) -> int:
+def remove_stale_temporaries(outdir: Path, names: Sequence[str]) -> int:
     """Remove the temporary folders (``.<name>.partial-*``, holding ``ciagan bag``'s owner
-    file) left for these bag names: those whose writing process is gone (on this host), or all
-    of them with ``force`` (a worker about to write that bag itself, which only it may).
-    Returns how many were removed."""
+    file) left for these bag names by writers that are provably gone (``writer_gone``);
+    every other one stays, whoever asks. Returns how many were removed."""
     removed = 0
     for name in names:
         for path in Path(outdir).glob(f".{glob.escape(name)}.partial-*"):
             owner = path / OWNER_FILE
             if path.is_symlink() or not owner.is_file():
                 continue  # not a folder ciagan bag made: never ours to remove
-            if not force and _owner_alive(owner):
+            if not writer_gone(owner):
+                log.info("%s: its writer may still run; left in place", path)
                 continue
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     return removed
 
 
-def _owner_alive(owner: Path) -> bool:
+#: A process that started this much later than an owner file was written is not its writer
+#: (its pid was reused), allowing for coarse clocks and for a shared filesystem's own clock.
+PID_REUSE_MARGIN_S = 60.0
+
+
+def writer_gone(owner: Path) -> bool:
+    """Whether the process named by a temporary folder's owner file (host, pid) is provably
+    gone: it ran on this host and no process has its pid now, or the one that has it is a
+    zombie, or started after the owner file was written (a reused pid, as in a restarted
+    container). Another host's writer, or an owner file that cannot be read (perhaps being
+    written), is never provably gone."""
     try:
         info = json.loads(owner.read_text())
-    except (OSError, ValueError):
-        return False  # a broken owner file: nobody to wait for
-    return info.get("host") == socket.gethostname() and _alive(int(info.get("pid", 0)))
+        written = owner.stat().st_mtime
+        host, pid = info["host"], info["pid"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    if host != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    # A writer in another PID namespace (a container sharing this host name) or on another
+    # machine of the same name has pids this process cannot see: never provably gone. (Owner
+    # files that do not record these keys are judged by the host name alone.)
+    for key, value in _process_context().items():
+        if key in info and info[key] != value:
+            return False
+    started = _process_start(pid)
+    if started is None:
+        return True
+    return started > written + PID_REUSE_MARGIN_S
+
+
+def _process_context() -> dict[str, str | None]:
+    """This process's kernel instance (``boot_id``) and PID namespace, as an owner file may
+    record them beside host and pid."""
+
+    def read(what: Callable[[], str]) -> str | None:
+        try:
+            return what().strip()
+        except OSError:
+            return None
+
+    return {
+        "boot_id": read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text()),
+        "pid_namespace": read(lambda: os.readlink("/proc/self/ns/pid")),
+    }
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch; -inf when it runs but its start
+    cannot be read), or None when no live process has that pid (none, or a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no such process, or no /proc (not Linux): ask the kernel
+        return None if _no_such_process(pid) else float("-inf")
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command) "
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: it writes nothing any more
+        return None
+    try:
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError, IndexError):
+        return float("-inf")
+
+
+def _no_such_process(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class BagWorker:
@@ -267,9 +340,9 @@ class BagWorker:
                 return BagOutcome.from_report(job, status, report, **extra)
             return BagOutcome(str(job.source), str(job.target), status, error=error, **extra)
 
-        # A worker killed on this bag earlier left its temporary folder: only one worker holds
-        # a bag at a time, so whatever is there is stale.
-        remove_stale_temporaries(job.target.parent, [job.target.name], force=True)
+        # A worker killed on this bag earlier left its temporary folder; another process
+        # (a `ciagan bag` into the same OUTDIR) may be writing one too: only a dead writer's goes.
+        remove_stale_temporaries(job.target.parent, [job.target.name])
         if attempt > 1 and is_finished(job, self.digest):
             # The killed attempt finished the bag before it died.
             return outcome("done", json.loads(job.report_path.read_text()))
@@ -325,18 +398,6 @@ class FleetLock:
         if self.handle is not None:
             self.handle.close()  # releases the flock
             self.handle = None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_fleet(
@@ -531,7 +592,7 @@ def _run_ray(todo, config, settings, fleet: FleetSettings, report_one) -> str:
                     attempts=_read_attempts(job),
                     error=f"worker lost ({type(exc).__name__}: {first_line})",
                 )
-                remove_stale_temporaries(job.target.parent, [job.target.name], force=True)
+                remove_stale_temporaries(job.target.parent, [job.target.name])
                 if isinstance(exc, RayActorError):  # gone for good: a new one takes its place
                     actor = actor_class.remote(config, settings)
                     actors.append(actor)

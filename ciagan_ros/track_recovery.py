@@ -3,7 +3,9 @@
 A live node can only hold a lost face on its last box. Offline, the whole recording is known:
 a face missed between two detections of the same track (a gap of up to ``max_gap`` frames) is
 covered on boxes interpolated between them, the frames before a track's first detection are
-covered when that detection is confident, and the frames after its last one are held.
+covered when the track has a confident detection anywhere (its first hit may be weak: a face
+blurred or dark as it comes into view, then seen clearly), and the frames after its last one
+are held.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from ciagan_core.faces import FaceBox
 from ciagan_core.tracking import IoUTracker
 
-#: A track's first detection must score this much for the frames before it to be covered.
+#: A track needs one detection scoring this much for the frames before its first hit to be
+#: covered (a track of weak detections only may be a false positive: it is not led in).
 LEAD_SCORE = 0.5
 
 
@@ -45,10 +48,12 @@ def recover_faces(
                 t = (index - i0) / (i1 - i0)
                 add(index, (1 - t) * b0.as_array() + t * b1.as_array())
         first_index, first = hits[0]
-        if first.score >= lead_score:
+        # Any confident hit vouches for the whole track, its weak first hit included: the
+        # frames before that first hit are covered on its box.
+        if any(box.score >= lead_score for _, box in hits):
             for index in range(max(0, first_index - max_gap), first_index):
                 add(index, first.as_array())
-        last_index, last = hits[-1]
+        last_index, last = hits[-1]  # held whatever its score: covering more is safe
         for index in range(last_index + 1, min(last_frame, last_index + max_gap) + 1):
             add(index, last.as_array())
     return added

@@ -9,7 +9,8 @@ import numpy as np
 
 from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.engines.onnx_export import PAD_OPS, export_onnx, onnx_sha256
-from ciagan_core.errors import CiaganError
+from ciagan_core.errors import CiaganError, InputError
+from ciagan_core.model_file import check_output_apart, same_file
 
 #: ONNX Runtime vs the torch engine on the export check (the tests hold the fixture to 1e-4).
 CHECK_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2}
@@ -63,7 +64,27 @@ def check_with_onnxruntime(model_path: Path, onnx_bytes: bytes, precision: str) 
     return error
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before anything is written: no output on the model (or a link to it), and no two
+    outputs on one file (the engine's ``.json`` sidecar included)."""
+    from ciagan_core.build_cache import sidecar
+
+    outputs = [("--onnx", args.onnx)]
+    if args.tensorrt:
+        outputs += [
+            ("--tensorrt", args.tensorrt),
+            ("--tensorrt's sidecar", sidecar(args.tensorrt)),
+        ]
+    for _, path in outputs:
+        check_output_apart(path, args.model, what="model")
+    for i, (name, path) in enumerate(outputs):
+        for other_name, other in outputs[i + 1 :]:
+            if same_file(path, other):
+                raise InputError(f"{name} {path} and {other_name} {other} are one file")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)
     precision = "fp16" if args.fp16 else "fp32"
     model = export_onnx(args.model, precision, args.pad_ops)
     data = model.SerializeToString()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ciagan_core.model_file import import_official, read_model_info
+from ciagan_core.model_file import check_output_apart, import_official, read_model_info
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,12 +50,10 @@ def _import_official(args: argparse.Namespace) -> int:
 
 
 def _from_checkpoint(args: argparse.Namespace) -> int:
-    from ciagan_core.errors import InputError
     from ciagan_core.training.trainer import checkpoint_path, model_from_checkpoint
 
-    source = checkpoint_path(args.checkpoint)
-    if args.output.exists() and args.output.resolve() == source.resolve():
-        raise InputError(f"{args.output}: would overwrite the checkpoint")
+    source = checkpoint_path(args.checkpoint)  # a checkpoint file or a compact folder
+    check_output_apart(args.output, source, what="checkpoint")
     info = model_from_checkpoint(source, args.output, args.half)
     print(
         f"wrote {info.path}: {info.num_identities} identities, step "
