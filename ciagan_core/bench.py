@@ -228,9 +228,17 @@ def to_markdown(report: Report) -> str:
     return "\n".join(lines)
 
 
+def report_paths(directory: Path, stem: str) -> tuple[Path, Path]:
+    """Where ``write_report`` writes: ``<stem>.json`` and ``<stem>.md`` in ``directory``."""
+    return directory / f"{stem}.json", directory / f"{stem}.md"
+
+
 def write_report(report: Report, directory: Path, stem: str) -> tuple[Path, Path]:
+    """The report as JSON and Markdown, each written atomically."""
+    from ciagan_core.atomic_write import write_bytes_atomic
+
     directory.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
-    json_path.write_text(json.dumps(asdict(report), indent=2) + "\n")
-    md_path.write_text(to_markdown(report))
+    json_path, md_path = report_paths(directory, stem)
+    write_bytes_atomic(json_path, (json.dumps(asdict(report), indent=2) + "\n").encode())
+    write_bytes_atomic(md_path, to_markdown(report).encode())
     return json_path, md_path

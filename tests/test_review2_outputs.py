@@ -132,3 +132,27 @@ def test_check_output_apart_allows_new_files_beside_an_input(tmp_path):
         check_output_apart(tmp_path / "." / "in.bin", source)
     with pytest.raises(InputError):
         check_output_apart(tmp_path / "x" / "out.bin", tmp_path)  # inside an input folder
+
+
+def test_bench_never_writes_its_report_over_the_model(model_file, tmp_path, capsys):
+    """``ciagan bench`` writes engines_<device>.json/.md into --output: a model of that name
+    there is refused before the benchmark runs, and stays as it was."""
+    model = tmp_path / "engines_cpu.json"
+    shutil.copyfile(model_file, model)
+    before = model.read_bytes()
+    code = main(["bench", str(model), "--output", str(tmp_path), "--batches", "1"])
+    assert code != 0 and "would overwrite" in capsys.readouterr().err
+    assert model.read_bytes() == before
+
+
+def test_eval_never_writes_its_report_into_the_labelled_faces(shared_dir, tmp_path, capsys):
+    faces = tmp_path / "faces"
+    images = sorted((shared_dir / "data" / "celeba_faces" / "images").glob("*.jpg"))[:4]
+    for i, image in enumerate(images):
+        folder = faces / f"person_{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, folder / image.name)
+    before = sorted(p.relative_to(faces) for p in faces.rglob("*"))
+    code = main(["eval", str(faces), "-o", str(faces), "--method", "none", "--no-fid"])
+    assert code != 0 and "would overwrite" in capsys.readouterr().err
+    assert sorted(p.relative_to(faces) for p in faces.rglob("*")) == before

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ciagan_core.bench import run_benchmark, write_report
+from ciagan_core.bench import report_paths, run_benchmark, write_report
 from ciagan_core.errors import ConfigError
+from ciagan_core.model_file import check_output_apart
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -76,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--batches takes integers, got {args.batches!r}") from None
     engines = parse_engines(args.engines, args.device)
+    stem = "engines_" + args.device.replace(":", "")
+    inputs = [args.model, *([args.accuracy_fixture] if args.accuracy_fixture else [])]
+    for path in report_paths(args.output, stem):  # before the work, not after it
+        check_output_apart(path, *inputs)
     report = run_benchmark(args.model, engines, batches, args.device, args.repeats)
     if args.accuracy_fixture:
         report.accuracy = fixture_accuracy(args.model, args.accuracy_fixture, engines, args.device)
-    stem = "engines_" + args.device.replace(":", "")
     json_path, md_path = write_report(report, args.output, stem)
     best = max(report.rows, key=lambda r: r.share_of_matmul)
     print(

@@ -14,6 +14,7 @@ from ciagan_core.errors import ConfigError
 from ciagan_core.evaluation import EvalSettings, MethodVariant, load_labelled_faces
 from ciagan_core.evaluation.dataset import SPLITS, sample_faces, split_identities
 from ciagan_core.evaluation.protocol import parse_face_size, render_markdown
+from ciagan_core.model_file import check_output_apart
 
 DEFAULT_METHODS = ("none", "blur", "pixelate")
 
@@ -96,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.output.exists() and not args.output.is_dir():
         raise ConfigError(f"{args.output}: exists and is not a folder")
+    for name in ("eval.json", "eval.md"):  # the labelled faces are never overwritten
+        check_output_apart(args.output / name, args.faces)
     make_output_folder(args.output)  # before the work, not after it
     base = pipeline_config(args)
     if args.frame_side < 64:
