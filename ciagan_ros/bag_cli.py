@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_bag_arguments(p: argparse.ArgumentParser) -> None:
     """The options of how a bag is treated, shared by ``ciagan bag`` and ``ciagan fleet``."""
-    from ciagan_ros.bag_tool import STORAGES, BagSettings
+    from ciagan_ros.bag_tool import DISTROS, STORAGES, BagSettings
 
     p.add_argument(
         "--keep-topic",
@@ -51,6 +51,14 @@ def add_bag_arguments(p: argparse.ArgumentParser) -> None:
         f"(default: {BagSettings.max_gap})",
     )
     p.add_argument("--jpeg-quality", type=int, default=BagSettings.jpeg_quality)
+    p.add_argument(
+        "--distro",
+        choices=DISTROS,
+        default=BagSettings.distro,
+        help="ROS 2 distro whose standard message types read the types a bag stores no "
+        "definition of (ROS 2 Humble stores none), when the bag does not name its distro "
+        f"(default: {BagSettings.distro})",
+    )
 
 
 def bag_settings(args: argparse.Namespace):
@@ -67,6 +75,7 @@ def bag_settings(args: argparse.Namespace):
         max_gap=args.max_gap,
         jpeg_quality=args.jpeg_quality,
         overwrite=args.overwrite,
+        distro=args.distro,
     )
 
 
@@ -95,6 +104,11 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         print(f"{topic}: {state}")
+    if report.get("types_from_distro"):
+        print(
+            f"read {len(report['types_from_distro'])} types the bag does not define with ROS 2 "
+            f"{report['distro']}'s standard definitions: {', '.join(report['types_from_distro'])}"
+        )
     print(
         f"wrote {args.output} ({report['copied_messages']} other messages copied); "
         f"report: {args.output}.report.json"
