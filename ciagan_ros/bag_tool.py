@@ -256,6 +256,23 @@ def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, qua
     return replace(msg, data=frame_to_image_data(frame, _raw_view(msg, msgtype), original))
 
 
+def process_context() -> dict[str, str | None]:
+    """This process's kernel instance (``boot_id``) and PID namespace: an owner file records
+    them beside host and pid, so that a writer in a container sharing the host name is never
+    taken for a dead one (``ciagan fleet``'s clean-up)."""
+
+    def read(what: Callable[[], str]) -> str | None:
+        try:
+            return what().strip()
+        except OSError:
+            return None
+
+    return {
+        "boot_id": read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text()),
+        "pid_namespace": read(lambda: os.readlink("/proc/self/ns/pid")),
+    }
+
+
 def input_fingerprint(source: Path) -> dict[str, Any]:
     """What identifies a recording cheaply: every file's name, size and modification time, and
     the sha256 of metadata.yaml (a re-recorded or edited bag gets a new one)."""
@@ -376,9 +393,8 @@ def anonymize_bag(
         tmp = parent / target.name  # the data file is named after this folder
         try:
             # Who writes here: a later run removes the folder only if this process is gone.
-            (parent / OWNER_FILE).write_text(
-                json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
-            )
+            owner = {"host": socket.gethostname(), "pid": os.getpid(), **process_context()}
+            write_bytes_atomic(parent / OWNER_FILE, json.dumps(owner).encode())
             writer = Writer(
                 tmp,
                 version=9,

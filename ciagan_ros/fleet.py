@@ -44,6 +44,7 @@ from ciagan_ros.bag_tool import (
     BagSettings,
     input_fingerprint,
     output_fingerprint,
+    process_context,
     settings_digest,
 )
 
@@ -255,29 +256,13 @@ def writer_gone(owner: Path) -> bool:
     # A writer in another PID namespace (a container sharing this host name) or on another
     # machine of the same name has pids this process cannot see: never provably gone. (Owner
     # files that do not record these keys are judged by the host name alone.)
-    for key, value in _process_context().items():
+    for key, value in process_context().items():
         if key in info and info[key] != value:
             return False
     started = _process_start(pid)
     if started is None:
         return True
     return started > written + PID_REUSE_MARGIN_S
-
-
-def _process_context() -> dict[str, str | None]:
-    """This process's kernel instance (``boot_id``) and PID namespace, as an owner file may
-    record them beside host and pid."""
-
-    def read(what: Callable[[], str]) -> str | None:
-        try:
-            return what().strip()
-        except OSError:
-            return None
-
-    return {
-        "boot_id": read(lambda: Path("/proc/sys/kernel/random/boot_id").read_text()),
-        "pid_namespace": read(lambda: os.readlink("/proc/self/ns/pid")),
-    }
 
 
 def _process_start(pid: int) -> float | None:

@@ -22,7 +22,7 @@ from rosbags.highlevel import AnyReader
 from test_fleet import SETTINGS, _write_bag
 
 from ciagan_core.pipeline import AnonymizerConfig
-from ciagan_ros.bag_tool import OWNER_FILE
+from ciagan_ros.bag_tool import OWNER_FILE, process_context
 from ciagan_ros.fleet import FleetSettings, remove_stale_temporaries, run_fleet
 
 
@@ -102,6 +102,8 @@ def test_a_live_ciagan_bag_into_the_same_outdir_survives_a_fleet_run(bag, tmp_pa
             assert temporary.is_dir() and (temporary / OWNER_FILE).is_file(), (
                 "the fleet removed the temporary folder of a live ciagan bag"
             )
+            owner = json.loads((temporary / OWNER_FILE).read_text())
+            assert owner["pid"] == process.pid and owner.items() >= process_context().items()
             assert report["done"] == 1, report["results"]
         finally:
             process.send_signal(signal.SIGCONT)
