@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+#: The face data and parity fixture: ../shared from the project root (CI's layout), or
+#: CIAGAN_SHARED (a mutation run's copy of the project lives elsewhere).
+SHARED = Path(os.environ.get("CIAGAN_SHARED") or ROOT.parent / "shared").resolve()
+#: Set to 1 to run only the tests that need no shared data (the rest are skipped).
+WITHOUT_DATA = "CIAGAN_TESTS_WITHOUT_DATA"
 
 # The int8 CenterFace is built into a fresh cache per run (and by CLI subprocesses too), never
 # into ~/.cache; set CIAGAN_CACHE_DIR to reuse one between runs.
@@ -21,11 +25,22 @@ if not os.environ.get("CIAGAN_CACHE_DIR"):
     atexit.register(shutil.rmtree, os.environ["CIAGAN_CACHE_DIR"], ignore_errors=True)
 
 
+def pytest_sessionstart(session) -> None:
+    """Without the shared data nearly every test would skip: stop at once, saying where the
+    data is expected, unless only the data-free subset was asked for."""
+    if not SHARED.is_dir() and os.environ.get(WITHOUT_DATA) != "1":
+        pytest.exit(
+            f"tests need the shared face data at {SHARED} (../shared from the project root, "
+            f"or set CIAGAN_SHARED); {WITHOUT_DATA}=1 runs only the tests that need none",
+            returncode=2,
+        )
+
+
 def _require(path: Path) -> Path:
     if path.exists():
         return path
-    message = f"{path} not found: tests need the shared data at ../shared from the project root"
-    if os.environ.get("CI"):
+    message = f"{path} not found: tests need the shared data at {SHARED}"
+    if os.environ.get("CI") or os.environ.get(WITHOUT_DATA) != "1":
         pytest.fail(message)
     pytest.skip(message)
 

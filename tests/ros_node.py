@@ -334,7 +334,8 @@ def outside(shape, box, margin: int) -> np.ndarray:
     return mask
 
 
-SHARED = ROOT.parent / "shared"
+from conftest import SHARED  # noqa: E402  (../shared, or CIAGAN_SHARED)
+
 #: CelebA photos with one clear face each (shared/data/celeba_faces).
 FACE_FILES = ("001085.jpg", "000093.jpg", "000114.jpg")
 

@@ -6,6 +6,7 @@ Run in a sourced ROS 2 workspace after `colcon build`: `python -m pytest tests/t
 
 from __future__ import annotations
 
+import os
 import time
 import unittest
 from pathlib import Path
@@ -26,7 +27,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("CIAGAN_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 PHOTO = SHARED / "data" / "celeba_faces" / "images" / "001085.jpg"  # one clear face
 
 
