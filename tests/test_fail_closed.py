@@ -119,7 +119,8 @@ def test_small_faces_in_large_frames_are_found(
         ]
         assert hit, f"the {size} px face at ({cx:.0f}, {cy:.0f}) was not found"
         patch = (slice(int(cy) - size // 4, int(cy) + size // 4), slice(int(cx) - 4, int(cx) + 4))
-        assert (result.image[patch] != frame[patch]).any(), "face found but not changed"
+        kept = (result.image[patch] == frame[patch]).all(axis=-1).mean()
+        assert kept <= 0.05, f"face found but {kept:.0%} of its centre unchanged"
 
 
 def test_a_large_face_across_tiles_is_found_in_a_tiled_frame(blur, shared_dir, celeba_rows):
@@ -252,7 +253,10 @@ def test_a_generator_output_of_the_wrong_shape_falls_back(
         for face in result.faces:
             assert face.method == "pixelate"
             assert face.fallback_reason
-        assert (result.image != frame).any()
+            x0, y0, x1, y1 = (int(v) for v in np.rint(face.box.scaled(0.5).as_array()))
+            centre = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+            kept = (result.image[centre] == frame[centre]).all(axis=-1).mean()
+            assert kept <= 0.05, f"{kept:.0%} of the face's centre unchanged"
 
 
 # -- 4, 5, 7. What the CLI writes --------------------------------------------------------------
