@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""docs/mutation.md from a mutmut run (``mutants/``): per module killed, survived, timeouts,
+not covered; every survivor with its diff, and the reason where docs/mutation_equivalent.yaml
+lists it as equivalent (a change that cannot alter behaviour)."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+#: mutmut's exit codes (mutmut.stats.status_by_exit_code).
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped"}
+STATUS |= {36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout"}
+STATUS |= {37: "caught by type check", -11: "segfault", -9: "segfault", None: "not checked"}
+
+
+def results(mutants: Path) -> dict[str, dict[str, str]]:
+    """Module -> mutant name -> status."""
+    found: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        module = str(meta.relative_to(mutants))[: -len(".meta")]
+        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+        for name, code in codes.items():
+            found[module][name] = STATUS.get(code, "suspicious")
+    return found
+
+
+def diff(name: str) -> str:
+    shown = subprocess.run(
+        ["mutmut", "show", name], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    lines = [
+        line
+        for line in shown.stdout.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    return "\n".join(lines[:6])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mutants", type=Path, default=ROOT / "mutants")
+    parser.add_argument(
+        "--equivalent", type=Path, default=ROOT / "docs" / "mutation_equivalent.yaml"
+    )
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "mutation.md")
+    args = parser.parse_args()
+    equivalent = yaml.safe_load(args.equivalent.read_text()) if args.equivalent.exists() else {}
+    equivalent = equivalent or {}
+    found = results(args.mutants)
+    lines = [
+        "# Mutation run over the privacy-critical code",
+        "",
+        "`bash scripts/mutation.sh` (mutmut 3.8.1; modules and tests in `[tool.mutmut]` of "
+        "`pyproject.toml`). A mutant is one small change to the code (an operator, a constant, "
+        "a condition); it is killed when a test fails. Survivors are listed with their diff: "
+        "each is either killed by a test since, or equivalent (it cannot change behaviour; the "
+        "reason is in `docs/mutation_equivalent.yaml`).",
+        "",
+        "| module | mutants | killed | survived | equivalent | timeout | not covered | "
+        "not run | killed of non-equivalent |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    survivors = []
+    for module, statuses in sorted(found.items()):
+        count = collections.Counter(statuses.values())
+        equivalents = sum(1 for n, s in statuses.items() if s == "survived" and n in equivalent)
+        survived = count["survived"] - equivalents
+        decided = count["killed"] + count["timeout"] + survived
+        share = f"{(count['killed'] + count['timeout']) / decided:.0%}" if decided else "-"
+        lines.append(
+            f"| `{module}` | {len(statuses)} | {count['killed']} | {survived} | {equivalents} "
+            f"| {count['timeout']} | {count['no tests']} | {count['not checked']} | {share} |"
+        )
+        survivors += [n for n, s in sorted(statuses.items()) if s == "survived"]
+    lines += ["", "Timeouts count as killed (the mutant made a test hang).", ""]
+    if survivors:
+        lines += ["## Survivors", ""]
+        for name in survivors:
+            reason = equivalent.get(name)
+            lines.append(f"- `{name}`" + (f": equivalent: {reason}" if reason else ""))
+            text = diff(name)
+            if text:
+                lines += ["  ```diff", *[f"  {line}" for line in text.splitlines()], "  ```"]
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
