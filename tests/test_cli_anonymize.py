@@ -235,3 +235,46 @@ def test_a_crashing_detector_writes_no_frame_of_that_input(photos, tmp_path, cap
     assert not list(out.rglob("*.jpg"))  # nothing un-anonymized was written
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["failed"]) == 3
+
+
+def test_sigterm_during_a_video_leaves_no_partial_video_and_says_so(
+    tmp_path, shared_dir, celeba_rows, no_face_image
+):
+    """`timeout`, `docker stop` and systemd end a run with SIGTERM: the video being written is
+    removed (no file that looks complete, no .partial), the summary says interrupted, 130."""
+    import signal
+    import time
+
+    face = celeba_image(shared_dir, celeba_rows[10])
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 360))
+    for i in range(300):
+        frame = cv2.resize(no_face_image, (480, 360))
+        x = 20 + i % 200
+        frame[40 : 40 + face.shape[0], x : x + face.shape[1]] = face
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ciagan_core", "anonymize", str(video), "-o", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(out.glob("*partial*")):
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.1)
+        assert list(out.glob("*partial*")), "the video was never started"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["outputs"] == []

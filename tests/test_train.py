@@ -427,3 +427,46 @@ def test_a_run_that_fails_before_saving_leaves_no_folder(prepared, tmp_path, cap
     assert main([*args, "--steps", "1", "--no-progress"]) == 1
     assert "not finite" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_sigterm_stops_training_and_saves(prepared, tmp_path):
+    """How a batch scheduler or `timeout` ends a run: SIGTERM stops before the next step and
+    saves the model file and both checkpoints, exit status 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "batch_size: 2\ngenerator_updates: 1\nsample_every: 0\ncheckpoint_every: 0\n"
+        "log_every: 1\nsample_faces: 2\nsample_identities: 2\nsave_margin_s: 0.0\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", str(prepared), "-o", str(out), "--config", str(config), "--steps", "100000"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ciagan_core", *args, "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        losses = out / "losses.csv"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:  # a step or two done
+            if losses.is_file() and len(losses.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.5)
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    steps = load_model_file(out / "model.safetensors").info.provenance["steps"]
+    assert 1 <= steps < 100000
+    assert (out / "checkpoint.pt").is_file() and (out / "compact" / "manifest.json").is_file()
