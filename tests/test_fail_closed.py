@@ -495,3 +495,37 @@ def test_a_fifo_in_an_input_folder_is_skipped_not_opened(shared_dir, celeba_rows
     assert main(["anonymize", str(tmp_path / "in"), "-o", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == 1 and "not a regular file" in summary["skipped"][0]
+
+
+@pytest.fixture(scope="module")
+def mask_blur() -> Anonymizer:
+    """Blur on the landmark mask: the region that untrustworthy landmarks must not shape."""
+    return Anonymizer(AnonymizerConfig(region="mask"))
+
+
+@pytest.mark.parametrize(
+    ("photo", "reason"),
+    [
+        ("008450.jpg", "strong profile"),
+        ("007778.jpg", "strong profile"),
+        ("027530.jpg", "strong profile"),
+        ("073127.jpg", "landmarks disagree with the detector's keypoints"),
+        ("111362.jpg", "landmarks disagree with the detector's keypoints"),
+        ("015339.jpg", "landmarks disagree with the detector's keypoints"),
+    ],
+)
+def test_untrustworthy_landmarks_send_the_face_to_the_fallback_on_its_box(
+    shared_dir, mask_blur, photo, reason
+):
+    """Real CelebA photos: a strong profile, and landmarks that disagree with CenterFace's
+    five keypoints, are not trusted to shape the replaced region: the face is pixelated on
+    its grown box instead, and its centre is covered."""
+    frame = cv2.imread(str(shared_dir / "data" / "celeba_faces" / "images" / photo))
+    result = mask_blur.process(frame)
+    flagged = [f for f in result.faces if f.fallback_reason == reason]
+    assert flagged, [f.fallback_reason for f in result.faces]
+    for face in flagged:
+        assert (face.method, face.region) == ("pixelate", "box")
+        x0, y0, x1, y1 = (int(v) for v in np.rint(face.box.scaled(0.5).as_array()))
+        centre = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+        assert (result.image[centre] == frame[centre]).all(axis=-1).mean() <= 0.05
