@@ -236,8 +236,14 @@ class _WrongShapeEngine:
 
 @pytest.mark.parametrize(
     "damage",
-    [lambda out: out[:-1], lambda out: out[:, :, ::2, ::2], lambda out: out.astype(np.int32)],
-    ids=["one-face-short", "64px", "integers"],
+    [
+        lambda out: out[:-1],
+        lambda out: out[:, :, ::2, ::2],
+        lambda out: out.astype(np.int32),
+        lambda out: np.where(np.arange(out.shape[-1]) % 7 == 0, np.nan, out).astype(out.dtype),
+        lambda out: out * np.inf,
+    ],
+    ids=["one-face-short", "64px", "integers", "some-nan", "infinite"],
 )
 def test_a_generator_output_of_the_wrong_shape_falls_back(
     model_file, detector, shared_dir, celeba_rows, damage
@@ -529,3 +535,25 @@ def test_untrustworthy_landmarks_send_the_face_to_the_fallback_on_its_box(
         x0, y0, x1, y1 = (int(v) for v in np.rint(face.box.scaled(0.5).as_array()))
         centre = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
         assert (result.image[centre] == frame[centre]).all(axis=-1).mean() <= 0.05
+
+
+def test_a_generated_face_replaces_every_pixel_of_its_region_in_a_16_bit_frame(
+    model_file, detector, shared_dir, celeba_rows
+):
+    """Method ciagan on 12-bit data: the replaced region is written back at 16 bits, so no
+    original value survives inside the face."""
+    config = AnonymizerConfig(method="ciagan", model=str(model_file))
+    anonymizer = Anonymizer(config, detector=detector)
+    generated = 0
+    for row in sample_rows(celeba_rows, 4):
+        photo = celeba_image(shared_dir, row)
+        deep = photo.astype(np.uint16) * 16 + 5  # 12-bit data
+        result = anonymizer.process(deep)
+        assert result.image.dtype == np.uint16 and result.faces
+        for face in result.faces:
+            generated += face.method == "ciagan"
+            x0, y0, x1, y1 = (int(v) for v in np.rint(face.box.scaled(0.5).as_array()))
+            centre = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
+            kept = (result.image[centre] == deep[centre]).all(axis=-1).mean()
+            assert kept <= 0.05, f"{kept:.0%} of the face kept its 16-bit input values"
+    assert generated >= 2  # most faces generated, not the fallback
