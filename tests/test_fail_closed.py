@@ -557,3 +557,43 @@ def test_a_generated_face_replaces_every_pixel_of_its_region_in_a_16_bit_frame(
             kept = (result.image[centre] == deep[centre]).all(axis=-1).mean()
             assert kept <= 0.05, f"{kept:.0%} of the face kept its 16-bit input values"
     assert generated >= 2  # most faces generated, not the fallback
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(detector):
+    """The astronaut's box, CenterFace keypoints and dlib's 68 landmarks, all real."""
+    from ciagan_core.landmarks import create_landmarker
+
+    photo = cv2.imread(str(ASTRONAUT))
+    [face] = [b for b in detector.detect(photo) if b.width > 50]
+    [landmarks] = create_landmarker("dlib").landmarks(photo, [face])
+    return photo, face, landmarks
+
+
+def test_each_cut_off_rule_holds_on_its_own(astronaut_face):
+    """The three rules against a cut-off face, each tested alone (a face can trip one and not
+    the others): the box near the frame's edge; the eyes (keypoints) outside the landmark
+    region; without keypoints, the brows too low in the box."""
+    from ciagan_core.alignment import landmark_problem
+
+    photo, face, landmarks = astronaut_face
+    box, keypoints = face.as_array(), face.keypoints
+    height, width = photo.shape[:2]
+    assert landmark_problem(landmarks, box, keypoints, frame_size=(width, height)) == ""
+    # 1. The frame ends just above the box: only the edge rule can tell.
+    near = (width, height)
+    shifted = box - (0, box[1] - 3, 0, box[1] - 3)  # the box 3 px below the frame's top
+    moved = landmarks - (0, box[1] - 3)
+    eyes = keypoints - (0, box[1] - 3)
+    assert landmark_problem(moved, shifted, eyes, frame_size=near) == (
+        "face cut off by the frame edge"
+    )
+    assert landmark_problem(moved, shifted, eyes) == ""  # the same face, frame size unknown
+    # 2. Landmarks placed too low (as on a face cut at the top) while the keypoints are right.
+    eye_distance = np.linalg.norm(keypoints[1] - keypoints[0])
+    low = landmarks + np.array([0.0, 0.35 * eye_distance])  # keypoints agree, eyes out
+    assert "eyes outside the landmark region" in landmark_problem(low, box, keypoints)
+    # 3. No keypoints (dlib's detector): the brows must lie in the box's upper part.
+    assert landmark_problem(landmarks, box, None) == ""
+    deep = landmarks + np.array([0.0, 0.25 * (box[3] - box[1])])
+    assert "eyes outside the landmark region" in landmark_problem(deep, box, None)
