@@ -160,6 +160,17 @@ def test_running_the_same_command_again_skips_finished_bags(fleet_run, bags, cap
     assert "5 skipped, 1 failed of 6 bags" in printed
 
 
+def test_changed_settings_are_never_taken_for_a_finished_bag(fleet_run, bags):
+    """Resume matches settings too: the same bag with another method is not skipped (its
+    output was made with blur), it asks for --overwrite."""
+    outdir, _ = fleet_run
+    args = ["fleet", str(bags["run1"]), "-o", str(outdir), "--max-gap", "2"]
+    assert main([*args, "--method", "pixelate", "--no-progress"]) == 1
+    report = json.loads((outdir / "fleet_report.json").read_text())
+    assert report["skipped"] == 0 and report["failed"] == 1
+    assert "--overwrite" in report["results"][0]["error"]
+
+
 def test_a_changed_input_is_done_again_only_with_overwrite(fleet_run, bags, faces, tmp_path):
     outdir, _ = fleet_run
     changed = tmp_path / "run0"

@@ -263,3 +263,22 @@ def test_packed_422_of_odd_width_is_a_clear_error(photo):
     )
     with pytest.raises(InputError, match="odd width"):
         image_to_frame(odd)
+
+
+def test_the_last_row_may_come_without_its_padding(photo):
+    """Drivers differ: some send height * step bytes, some stop after the last row's pixels.
+    Both decode, and the output keeps the message's own length."""
+    padded = _pack(photo, "bgr8", 6)
+    short = Image(
+        header=padded.header,
+        height=padded.height,
+        width=padded.width,
+        encoding="bgr8",
+        is_bigendian=0,
+        step=padded.step,
+        data=np.asarray(padded.data)[:-6],
+    )
+    frame = image_to_frame(short)
+    np.testing.assert_array_equal(frame, image_to_frame(padded))
+    data = frame_to_image_data(frame, short, original=frame)
+    assert data.size == np.asarray(short.data).size
