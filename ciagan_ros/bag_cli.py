@@ -32,7 +32,9 @@ def add_bag_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="TOPIC",
-        help="an image topic to copy raw (listed as kept in the report); repeatable",
+        help="a topic to copy raw, neither anonymized nor checked (faces included; listed as "
+        "kept in the report), for a topic the tool cannot anonymize that shows no people; "
+        "repeatable",
     )
     p.add_argument(
         "--storage",
@@ -109,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
             f"read {len(report['types_from_distro'])} types the bag does not define with ROS 2 "
             f"{report['distro']}'s standard definitions: {', '.join(report['types_from_distro'])}"
         )
+    if report.get("types_from_foxglove"):
+        print(
+            f"read {', '.join(report['types_from_foxglove'])}, which the bag does not define, "
+            "with Foxglove's published definitions"
+        )
+    kept = sorted({t["topic"] for t in report.get("copied_topics", []) if t["kept"]})
+    if kept:
+        print(f"copied raw as asked (--keep-topic), faces included: {', '.join(kept)}")
     print(
         f"wrote {args.output} ({report['copied_messages']} other messages copied); "
         f"report: {args.output}.report.json"

@@ -2,15 +2,18 @@
 
 Reads sqlite3 and mcap rosbag2 folders with ``rosbags``, using the message definitions stored in
 the bag, and a ROS 2 distro's standard types for those it does not store (ROS 2 Humble stores
-none). Image topics are sensor_msgs' and foxglove_msgs' Image/RawImage and CompressedImage. Two
-passes over each image topic: the first detects faces in every frame, so that offline tracking
-(``track_recovery``) can cover faces the detector missed from both sides; the second anonymizes
-(generator calls batched across time) and writes. Every other message is copied byte for byte
-with its connection (type, definition, serialization format, offered QoS) and timestamp; a topic
-whose messages embed images (judged from the parsed definitions) stops the run unless kept raw
-on purpose. The output is written to a temporary folder beside OUT and renamed only when
-complete, never onto anything this run did not check at the start; the input is never modified.
-A frame whose anonymization fails is written pixelated whole, never raw.
+none; Foxglove's image types are shipped here). Image topics are sensor_msgs' and
+foxglove_msgs' Image/RawImage and CompressedImage. Two passes: the first detects faces in every
+frame of the image topics, so that offline tracking (``track_recovery``) can cover faces the
+detector missed from both sides, and scans the bytes of every other topic for encoded images;
+the second anonymizes (generator calls batched across time) and writes. Every other message is
+copied byte for byte with its connection (type, definition, serialization format, offered QoS)
+and timestamp. Fail closed: a topic whose type (its parsed definition, at any depth) holds
+images or video, has a byte array that can hold pixels, or is defined nowhere (it cannot be
+checked), and a topic whose bytes hold a JPEG or PNG, stop the run unless kept raw on purpose.
+The output is written to a temporary folder beside OUT and renamed only when complete, never
+onto anything this run did not check at the start; the input is never modified. A frame whose
+anonymization fails is written pixelated whole, never raw.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 from types import SimpleNamespace
 from typing import Any
@@ -62,7 +65,25 @@ COMPRESSED = "sensor_msgs/msg/CompressedImage"
 #: ``frame_id`` for the header; a RawImage has no ``is_bigendian``: little-endian).
 FOXGLOVE_RAW = "foxglove_msgs/msg/RawImage"
 FOXGLOVE_COMPRESSED = "foxglove_msgs/msg/CompressedImage"
+FOXGLOVE_VIDEO = "foxglove_msgs/msg/CompressedVideo"
 IMAGE_TYPES = (IMAGE, COMPRESSED, FOXGLOVE_RAW, FOXGLOVE_COMPRESSED)
+#: Foxglove's published ROS 2 definitions of its image and video types (github.com/foxglove/
+#: schemas, ros_foxglove_msgs/ros2/*.msg, the layout since foxglove_msgs 2.0; comments left
+#: out). No distro has them: they read a bag that stores no definitions (ROS 2 Humble's sqlite3
+#: bags, an mcap schema Humble left empty), so that its Foxglove image topics are anonymized
+#: (and video ones refused) instead of judged as types nothing defines.
+FOXGLOVE_DEFINITIONS = {
+    FOXGLOVE_COMPRESSED: (
+        "builtin_interfaces/Time timestamp\nstring frame_id\nuint8[] data\nstring format\n"
+    ),
+    FOXGLOVE_RAW: (
+        "builtin_interfaces/Time timestamp\nstring frame_id\nuint32 width\nuint32 height\n"
+        "string encoding\nuint32 step\nuint8[] data\n"
+    ),
+    FOXGLOVE_VIDEO: (
+        "builtin_interfaces/Time timestamp\nstring frame_id\nuint8[] data\nstring format\n"
+    ),
+}
 COMPRESSED_TYPES = (COMPRESSED, FOXGLOVE_COMPRESSED)
 #: The fields the codec reads and writes, per image type.
 IMAGE_FIELDS = {
@@ -345,6 +366,7 @@ def anonymize_bag(
         raise BagError(f"{source}: no such rosbag2 folder")
     planned = _check_target(source, target, settings.overwrite)
     info = read_metadata(source)
+    _check_files_listed(source, info)
     storage = settings.storage or info["storage_identifier"]
     if storage not in STORAGES:
         raise BagError(f"unknown storage {storage!r}; choose one of {', '.join(STORAGES)}")
@@ -363,33 +385,34 @@ def anonymize_bag(
         raise BagError(f"{source}: cannot read the bag ({_one_line(exc)})") from None
     try:
         _check_storage_listed(source, reader)
-        from_distro = _complete_types(reader, standard)
-        images, carriers, problems = _classify(reader, settings)
-        topics_of_images = {c.topic for c in images} | {c.topic for c in carriers}
-        unknown = set(settings.keep_topics) - topics_of_images
+        completed = _complete_types(reader, standard)
+        plan = _classify(reader, settings, standard, distro)
+        unknown = set(settings.keep_topics) - {c.topic for c in reader.connections}
         if unknown and settings.kept_topics_must_exist:
-            raise BagError(f"--keep-topic names no image topic of the bag: {sorted(unknown)}")
-        if problems:  # images the tool cannot reach: never copied raw without being told to
-            raise BagError("; ".join(problems))
-        work = [c for c in images if c.topic not in settings.keep_topics]
+            raise BagError(f"--keep-topic names no topic of the bag: {sorted(unknown)}")
+        if plan.problems:  # what the tool cannot anonymize: never copied raw unless told to
+            raise BagError("; ".join(plan.problems) + f"; {KEEP_WARNING}")
+        work = plan.work
         topics = {
             c.topic: TopicReport(c.msgtype, kept_raw=c.topic in settings.keep_topics)
             for c in reader.connections
-            if c in images or c in carriers
+            if c in plan.images or c in plan.flagged
         }
         counter = _Progress(
-            progress, sum(c.msgcount for c in reader.connections) + sum(c.msgcount for c in work)
+            progress,
+            sum(c.msgcount for c in reader.connections)
+            + sum(c.msgcount for c in work + plan.scanned),
         )
         if anonymizer is not None:
             detector = anonymizer.detector
         else:
             detector = create_detector(config.detector, config.detector_settings)
-        detections = _reading(_detect_all, source)(reader, work, detector, counter)
+        detections = _reading(_detect_all, source)(reader, work, plan, detector, counter)
         recovered = {
             topic: recover_faces(frames, settings.max_gap) for topic, frames in detections.items()
         }
         parent = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-        publishing = _Publishing(parent, target, planned)
+        publishing = _Publishing(parent, target, *planned)
         tmp = parent / target.name  # the data file is named after this folder
         try:
             # Who writes here: a later run removes the folder only if this process is gone.
@@ -424,6 +447,7 @@ def anonymize_bag(
                     "or recorded?); nothing written, run again when it is complete"
                 )
             model_digest = model_sha256(config)
+            kept = set(settings.keep_topics)
             report = {
                 "complete": True,
                 "tool": f"ciagan bag {__version__}",
@@ -431,7 +455,8 @@ def anonymize_bag(
                 "output": str(target),
                 "storage": storage,
                 "distro": distro,
-                "types_from_distro": from_distro,
+                "types_from_distro": completed["distro"],
+                "types_from_foxglove": completed["foxglove"],
                 "model_sha256": model_digest,
                 "input_fingerprint": fingerprint,
                 "output_fingerprint": output_fingerprint(tmp),
@@ -439,12 +464,27 @@ def anonymize_bag(
                 "detector_precision": getattr(detector, "precision", None),
                 "settings": {"bag": asdict(settings), "pipeline": asdict(config)},
                 "topics": {t: asdict(r) for t, r in topics.items()},
-                "copied_messages": copied,
+                "copied_messages": sum(copied.values()),
+                # Everything that passed through unanonymized, for an auditor: kept topics and
+                # every other topic, with its type and why it was copied as it is.
+                "copied_topics": [
+                    {
+                        "topic": c.topic,
+                        "msgtype": c.msgtype,
+                        "messages": copied.get(c.id, 0),
+                        "kept": c.topic in kept,
+                        "why": "kept (--keep-topic)"
+                        if c.topic in kept
+                        else "no images: checked by type and content",
+                    }
+                    for c in sorted(reader.connections, key=lambda c: (c.topic, c.msgtype))
+                    if c not in work
+                ],
                 "wall_s": round(time.perf_counter() - start, 2),
             }
-            publishing.publish(tmp)
-            report_path = target.with_name(target.name + ".report.json")
-            write_bytes_atomic(report_path, (json.dumps(report, indent=2) + "\n").encode())
+            report_file = parent / "report.json"
+            report_file.write_bytes((json.dumps(report, indent=2) + "\n").encode())
+            publishing.publish(tmp, report_file)
         finally:
             publishing.clean_up()
     finally:
@@ -452,20 +492,43 @@ def anonymize_bag(
     return report
 
 
-def _check_target(source: Path, target: Path, overwrite: bool) -> tuple[int, ...] | None:
+def report_path(target: Path) -> Path:
+    """Where the report of the bag written to ``target`` goes: ``OUT.report.json``."""
+    return target.with_name(target.name + ".report.json")
+
+
+def _check_target(
+    source: Path, target: Path, overwrite: bool
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """Refuse an output that would lose anything: the input, a folder holding it, a folder
-    that is not a rosbag2 bag, a file, a missing or unwritable parent. Returns the identity of
-    the bag that --overwrite may replace (None: OUT must still be free at the end)."""
+    that is not a rosbag2 bag and nothing else, a file, a missing or unwritable parent; and a
+    report path (``OUT.report.json``) that is, or holds, the input, or exists and is not a
+    report of this tool. Returns the identities of the bag and of the report that --overwrite
+    may replace (None: that path must still be free at the end)."""
     src, dst = source.resolve(), target.resolve()
     if dst == src or src in dst.parents or dst in src.parents or dst == Path.cwd().resolve():
         raise BagError(f"{target}: the output must be a new folder apart from the input")
-    planned = None
+    report = report_path(target)
+    rep = report.resolve()
+    if rep == src or src in rep.parents or rep in src.parents:
+        raise BagError(
+            f"{report}: the report of OUT {target} would be or hold the input; choose another OUT"
+        )
+    planned = planned_report = None
     if os.path.lexists(target):
         if not overwrite:
             raise BagError(f"{target} exists; pass --overwrite to replace it")
-        if not (target.is_dir() and (target / "metadata.yaml").is_file()):
-            raise BagError(f"{target} exists and is not a rosbag2 folder: it is not replaced")
+        if why := replaceable_bag_problem(target):
+            raise BagError(f"{target} exists and {why}: it is not replaced")
         planned = _identity(target)
+    if os.path.lexists(report):
+        if not overwrite:
+            raise BagError(f"{report} exists; pass --overwrite to replace it")
+        if not _is_a_report(report):
+            raise BagError(
+                f"{report} exists and is not a report of ciagan bag: it is not replaced"
+            )
+        planned_report = _identity(report)
     if not target.parent.is_dir():
         raise BagError(f"{target.parent}: no such folder")
     try:
@@ -473,7 +536,52 @@ def _check_target(source: Path, target: Path, overwrite: bool) -> tuple[int, ...
             pass
     except OSError as exc:
         raise BagError(f"{target.parent}: cannot write there ({exc.strerror})") from None
-    return planned
+    return planned, planned_report
+
+
+#: Beside a sqlite3 storage file, SQLite's own files for it.
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def replaceable_bag_problem(folder: Path) -> str | None:
+    """Why --overwrite must not replace ``folder`` (None: it may): only a folder that is a
+    rosbag2 bag (its metadata.yaml parses as rosbag2_bagfile_information) and holds nothing
+    but that bag's files (metadata.yaml, the storage files it lists, SQLite's journal files
+    of those) is replaced; a dataset with a metadata.yaml of its own, or a bag with the
+    user's notes beside it, is not. One line, for a message."""
+    if folder.is_symlink() or not folder.is_dir():
+        return "is not a rosbag2 folder (not a folder)"
+    try:
+        info = read_metadata(folder)
+    except BagError:
+        return "is not a rosbag2 folder (no rosbag2 metadata.yaml)"
+    listed = {PurePath(str(name)).name for name in info.get("relative_file_paths") or []}
+    allowed = {"metadata.yaml"} | listed | {n + s for n in listed for s in _SQLITE_SIDECARS}
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        return f"cannot be listed ({exc.strerror})"
+    foreign = [
+        e.name
+        for e in entries
+        if e.name not in allowed or e.is_symlink() or not e.is_file(follow_symlinks=False)
+    ]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if foreign[5:] else "")
+        return f"holds more than a rosbag2 bag ({shown})"
+    return None
+
+
+def _is_a_report(path: Path) -> bool:
+    """Whether ``path`` is a file that ``ciagan bag`` wrote as a report (a JSON object naming
+    the tool), not a link or anything of the user's."""
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 * 2**20:
+        return False
+    try:
+        report = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and str(report.get("tool", "")).startswith("ciagan bag ")
 
 
 # -- Publishing: the final rename, never onto what this run did not check -----------------------
@@ -512,18 +620,27 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
 
+def _renameat2_noreplace(src: Path, dst: Path) -> bool:
+    """Rename with renameat2's RENAME_NOREPLACE: True when done, False when this system or
+    file system lacks it; FileExistsError when something is at ``dst``."""
+    if _RENAMEAT2 is None:
+        return False
+    result = _RENAMEAT2(
+        _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
+
+
 def _rename_noreplace(src: Path, dst: Path) -> None:
     """Rename the folder ``src`` to ``dst`` only if nothing is there: FileExistsError otherwise,
     for an empty folder too (which a plain rename silently replaces)."""
-    if _RENAMEAT2 is not None:
-        result = _RENAMEAT2(
-            _AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE
-        )
-        if result == 0:
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-            raise OSError(code, os.strerror(code), str(dst))
+    if _renameat2_noreplace(src, dst):
+        return
     # Without it (another system, a file system that lacks it): claim ``dst`` by creating it,
     # which fails on anything there, then rename onto that empty folder, which fails if
     # anything was put into it meanwhile.
@@ -538,74 +655,131 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
         raise
 
 
+def _rename_file_noreplace(src: Path, dst: Path) -> None:
+    """Rename the file ``src`` to ``dst`` only if nothing is there (FileExistsError)."""
+    if _renameat2_noreplace(src, dst):
+        return
+    try:
+        os.link(src, dst)  # fails on anything at dst
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: claim dst first
+        os.close(os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
 @dataclass
 class _Publishing:
-    """Moves a finished bag to OUT. OUT must be free, or (--overwrite) still the very bag
-    checked at the start: that one moves into the temporary folder first, and back if the new
-    bag cannot take its place. Anything else at OUT is left as it is, and the run fails."""
+    """Moves a finished bag to OUT and its report to OUT.report.json. Each must be free, or
+    (--overwrite) still the very bag or report checked at the start: those move into the
+    temporary folder first, and back if the new ones cannot take their place. Anything else
+    at either path is left as it is, and the run fails."""
 
     parent: Path
     target: Path
     planned: tuple[int, ...] | None
+    planned_report: tuple[int, ...] | None = None
     #: The bag being replaced sits in ``parent`` (not to be removed with it).
     holding_old: bool = False
+    #: The report being replaced sits in ``parent``.
+    holding_report: bool = False
 
     @property
     def report_path(self) -> Path:
-        return self.target.with_name(self.target.name + ".report.json")
+        return report_path(self.target)
 
-    def publish(self, tmp: Path) -> None:
+    def publish(self, tmp: Path, report_file: Path) -> None:
         aside, old_report = self.parent / "previous", self.parent / "previous.report.json"
-        changed = (
-            f"{self.target} changed while this run wrote it (another run or tool?): it is not "
-            "replaced; nothing written"
-        )
+
+        def changed(path: Path) -> str:
+            return (
+                f"{path} changed while this run wrote {self.target} (another run or tool?): "
+                "it is not replaced; nothing written"
+            )
+
+        def appeared(path: Path) -> str:
+            return (
+                f"{path} appeared while this run wrote {self.target} (another run or tool?): "
+                "it is left as it is; nothing written"
+            )
+
+        # Both paths are checked before either is touched.
+        for path, planned in (
+            (self.target, self.planned),
+            (self.report_path, self.planned_report),
+        ):
+            now = _identity(path)
+            if planned is None and now is not None:
+                raise BagError(appeared(path))
+            if planned is not None and now != planned:
+                raise BagError(changed(path))
         if self.planned is not None:
-            if _identity(self.target) != self.planned:
-                raise BagError(changed)
             try:
                 _rename_noreplace(self.target, aside)
             except FileNotFoundError:
-                raise BagError(changed) from None
+                raise BagError(changed(self.target)) from None
             self.holding_old = True
             moved = _identity(aside)  # a rename changes the folder's ctime, not its inode
             if moved is None or moved[:2] != self.planned[:2]:  # swapped meanwhile
-                raise BagError(changed + self._put_back(aside, old_report))
-            with contextlib.suppress(FileNotFoundError):  # never an old report beside a new bag
-                os.rename(self.report_path, old_report)
+                raise BagError(changed(self.target) + self._put_back(aside, old_report))
+        if self.planned_report is not None:
+            try:
+                _rename_file_noreplace(self.report_path, old_report)
+            except FileNotFoundError:
+                raise BagError(
+                    changed(self.report_path) + self._put_back(aside, old_report)
+                ) from None
+            self.holding_report = True
+            moved = _identity(old_report)
+            if moved is None or moved[:2] != self.planned_report[:2]:
+                raise BagError(changed(self.report_path) + self._put_back(aside, old_report))
         try:
             _rename_noreplace(tmp, self.target)
         except FileExistsError:
-            kept = self._put_back(aside, old_report) if self.holding_old else ""
-            raise BagError(
-                f"{self.target} appeared while this run wrote it (another run or tool?): it is "
-                f"left as it is; nothing written{kept}"
-            ) from None
+            kept = self._put_back(aside, old_report)
+            raise BagError(appeared(self.target) + kept) from None
         except BaseException:
-            if self.holding_old:
-                self._put_back(aside, old_report)
+            self._put_back(aside, old_report)
             raise
-        self.holding_old = False  # replaced, as asked: removed with the temporary folder
+        # Replaced, as asked: the old bag and report go with the temporary folder.
+        self.holding_old = self.holding_report = False
+        try:
+            _rename_file_noreplace(report_file, self.report_path)
+        except FileExistsError:  # put there in the instant since the check: never replaced
+            home = self.target.with_name(f"{self.target.name}.report-{uuid.uuid4().hex[:8]}.json")
+            _rename_file_noreplace(report_file, home)
+            raise BagError(
+                f"{self.report_path} appeared while this run wrote {self.target} (another run "
+                f"or tool?): it is left as it is; the bag is written, its report is {home}"
+            ) from None
 
     def _put_back(self, aside: Path, old_report: Path) -> str:
-        """The bag moved aside back at OUT, or (OUT taken meanwhile) beside it; its report too.
-        Returns what to tell about it."""
-        home, note = self.target, ""
-        try:
-            _rename_noreplace(aside, home)
-        except FileExistsError:
-            home = self.target.with_name(f"{self.target.name}.previous-{uuid.uuid4().hex[:8]}")
-            _rename_noreplace(aside, home)
-            note = f" (the bag it was to replace is kept at {home})"
-        self.holding_old = False
-        if old_report.exists():
-            with contextlib.suppress(FileExistsError):
-                os.link(old_report, home.with_name(home.name + ".report.json"))
+        """The bag and report moved aside back where they were, or (taken meanwhile) beside
+        them. Returns what to tell about it."""
+        note, home = "", self.target
+        if self.holding_old:
+            try:
+                _rename_noreplace(aside, home)
+            except FileExistsError:
+                home = self.target.with_name(f"{self.target.name}.previous-{uuid.uuid4().hex[:8]}")
+                _rename_noreplace(aside, home)
+                note = f" (the bag it was to replace is kept at {home})"
+            self.holding_old = False
+        if self.holding_report:
+            try:
+                _rename_file_noreplace(old_report, report_path(home))
+            except FileExistsError:
+                elsewhere = home.with_name(f"{home.name}.report-{uuid.uuid4().hex[:8]}.json")
+                _rename_file_noreplace(old_report, elsewhere)
+                note += f" (the report it was to replace is kept at {elsewhere})"
+            self.holding_report = False
         return note
 
     def clean_up(self) -> None:
-        if self.holding_old:  # never remove a bag this run did not replace
-            log.error("the bag that was at %s is kept in %s", self.target, self.parent)
+        if self.holding_old or self.holding_report:  # never remove what this run did not replace
+            log.error("what was at %s (or its report) is kept in %s", self.target, self.parent)
             return
         shutil.rmtree(self.parent, ignore_errors=True)
 
@@ -616,25 +790,69 @@ class _Publishing:
 VIDEO_TYPES = (
     "theora_image_transport/msg/Packet",
     "ffmpeg_image_transport_msgs/msg/FFMPEGPacket",
-    "foxglove_msgs/msg/CompressedVideo",
+    FOXGLOVE_VIDEO,
     "h264_msgs/msg/Packet",
 )
 #: Types that are, or hold, camera images.
 CARRIER_TYPES = (*IMAGE_TYPES, *VIDEO_TYPES)
-#: A type no definition describes is judged by its name and its topic's: these words suggest
-#: images (or video) and stop the run until the topic is kept explicitly.
-_IMAGE_WORDS = re.compile(
-    r"(?<![a-z])(image|img|camera|cam|video|frame|picture|photo|snapshot|jpe?g|png|h26[45]|"
-    r"hevc|theora|ffmpeg|packet|compressed|disparity|depth|rgbd?|mono|stereo|thermal|"
-    r"infrared|ir)s?(?![a-z])"
+#: Element types of a byte array (msg ``uint8[]``, ``byte[]``, ``char[]``, ``int8[]``; IDL
+#: ``sequence<octet>``, ``sequence<uint8>``, ...): a frame's pixels, or an encoded image, fit in
+#: one.
+_BYTE_TYPES = frozenset({"uint8", "int8", "byte", "octet", "char"})
+#: A fixed-size byte array this long (a 32x32 gray face) or longer can hold a frame; shorter
+#: ones are identifiers (UUIDs, GIDs, hashes, addresses).
+FIXED_BYTES_PIXELS = 1024
+#: Standard types whose byte arrays hold no camera pixels, and why. Each is trusted only under
+#: its standard definition (a bag's own type of the same name is judged like any other), and
+#: its topics' bytes are still scanned for encoded images (``_embedded_image``). The other
+#: standard types with bytes are images (sensor_msgs' Image, CompressedImage), or fixed arrays
+#: shorter than ``FIXED_BYTES_PIXELS`` (unique_identifier_msgs/UUID, rmw_dds_common/Gid,
+#: rosgraph_msgs/TypeHash), or left out on purpose: std_msgs' ByteMultiArray, UInt8MultiArray
+#: and Int8MultiArray are opaque bytes that hold a frame or a JPEG as readily as anything else.
+SAFE_BYTE_HOLDERS = {
+    "sensor_msgs/msg/PointCloud2": "points (x, y, z, intensity, ...) laid out by its fields; "
+    "one whose points carry color is a camera's image in 3D and stops the run (_colored_cloud)",
+    "nav_msgs/msg/OccupancyGrid": "a map's cells (-1..100), not a camera's pixels",
+    "map_msgs/msg/OccupancyGridUpdate": "a part of such a map (Nav2's costmap updates)",
+    "rcl_interfaces/msg/ParameterValue": "a node parameter's bytes (/parameter_events)",
+    "visualization_msgs/msg/MeshFile": "an RViz mesh file (textures inside are found by the "
+    "scan; the Marker holding it also holds a CompressedImage texture, which stops the run)",
+}
+#: The standard definitions of ``SAFE_BYTE_HOLDERS`` that no distro's typestore has.
+_SAFE_REFERENCES = {
+    "map_msgs/msg/OccupancyGridUpdate": (
+        "std_msgs/Header header\nint32 x\nint32 y\nuint32 width\nuint32 height\nint8[] data\n"
+    ),
+}
+#: Point clouds: their color fields (or channels) are checked per message (``_colored_cloud``).
+CLOUDS = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/PointCloud")
+#: Names of a point cloud's color fields.
+_COLOR_FIELDS = frozenset(
+    {"rgb", "rgba", "bgr", "bgra", "argb", "r", "g", "b", "red", "green", "blue", "color"}
+)
+#: How to go on with a topic the tool cannot anonymize (ends every such refusal).
+KEEP_WARNING = (
+    "convert such topics to sensor_msgs/Image or CompressedImage, or drop them, first; "
+    "--keep-topic TOPIC copies a topic raw, faces included, for a topic that shows no people"
 )
 
 
-def _looks_like_images(name: str) -> bool:
-    """Whether a type's or topic's name has a word of images or video in it (words split at
-    separators and case changes: CameraFrame, FFMPEGPacket, /front_cam/raw)."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
-    return _IMAGE_WORDS.search(words) is not None
+def _check_files_listed(source: Path, info: dict[str, Any]) -> None:
+    """Stop when the folder holds storage files that metadata.yaml does not list: rosbags
+    reads only the listed ones, so their messages would vanish."""
+    listed = {PurePath(str(name)).name for name in info.get("relative_file_paths") or []}
+    suffixes = (".db3", ".mcap", ".db3.zstd", ".mcap.zstd")
+    unlisted = sorted(
+        p.name
+        for p in source.iterdir()
+        if p.name.endswith(suffixes) and p.name not in listed and p.is_file()
+    )
+    if unlisted:
+        raise BagError(
+            f"{source}: storage files that {source / 'metadata.yaml'} does not list: "
+            f"{unlisted}; their messages would be lost: repair metadata.yaml first "
+            f"(ros2 bag reindex {source})"
+        )
 
 
 def _check_storage_listed(source: Path, reader: Any) -> None:
@@ -673,28 +891,41 @@ def _nested(desc: Any) -> str | None:
     return None
 
 
-def _complete_types(reader: Any, standard: Any) -> list[str]:
-    """Register the standard types (with what they hold) of the connections the bag stores no
-    definition of and the reader lacks; returns those types."""
+def _foxglove_fielddefs() -> dict[str, Any]:
+    """Foxglove's image and video types, parsed from ``FOXGLOVE_DEFINITIONS``."""
+    from rosbags.typesys import get_types_from_msg
+
+    types: dict[str, Any] = {}
+    for name, text in FOXGLOVE_DEFINITIONS.items():
+        types.update(get_types_from_msg(text, name))
+    return types
+
+
+def _complete_types(reader: Any, standard: Any) -> dict[str, list[str]]:
+    """Register the definitions of the connections' types that the bag stores none of and the
+    reader lacks: the distro's standard types, else Foxglove's published image and video
+    types (no distro has them), with what they hold. Returns those types, by source."""
     from rosbags.interfaces import MessageDefinitionFormat
 
     store = reader.typestore
+    foxglove = _foxglove_fielddefs()
+    known = {**foxglove, **standard.fielddefs}
     wanted = sorted(
         {
             c.msgtype
             for c in reader.connections
             if c.msgdef.format == MessageDefinitionFormat.NONE
             and c.msgtype not in store.fielddefs
-            and c.msgtype in standard.fielddefs
+            and c.msgtype in known
         }
     )
     typs: dict[str, Any] = {}
 
     def add(name: str) -> None:
-        if name in typs or name in store.fielddefs or name not in standard.fielddefs:
+        if name in typs or name in store.fielddefs or name not in known:
             return
-        typs[name] = standard.fielddefs[name]
-        for _, desc in standard.fielddefs[name][1]:
+        typs[name] = known[name]
+        for _, desc in known[name][1]:
             if (inner := _nested(desc)) is not None:
                 add(inner)
 
@@ -702,78 +933,335 @@ def _complete_types(reader: Any, standard: Any) -> list[str]:
         add(name)
     if typs:
         store.register(typs)
-    return wanted
+    return {
+        "distro": [t for t in wanted if t in standard.fielddefs],
+        "foxglove": [t for t in wanted if t not in standard.fielddefs],
+    }
 
 
-def _carried(store: Any, msgtype: str, topic: str, seen: set[str]) -> str | None:
-    """Why a message of ``msgtype`` (embedded on ``topic``) holds images, or None: it is, or
-    holds, an image or video type, or a type nothing defines whose name suggests images."""
-    if msgtype in CARRIER_TYPES:
-        return f"it holds {msgtype}"
+def _same_fields(one: Any, two: Any) -> bool:
+    """Whether two parsed definitions have the same fields (byte, char and uint8 alike: msg
+    and IDL name them differently)."""
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return tuple(norm(v) for v in value)
+        return "uint8" if value in ("byte", "char", "octet") else value
+
+    return one is not None and two is not None and norm(one[1]) == norm(two[1])
+
+
+def _safe_holders(store: Any, standard: Any) -> set[str]:
+    """The ``SAFE_BYTE_HOLDERS`` the reader knows under their standard definition (the
+    distro's, else the newest ROS 2's, else ``_SAFE_REFERENCES``)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    safe, latest = set(), None
+    for name in SAFE_BYTE_HOLDERS:
+        have = store.fielddefs.get(name)
+        if have is None:
+            continue
+        reference = standard.fielddefs.get(name)
+        if reference is None and name in _SAFE_REFERENCES:
+            reference = get_types_from_msg(_SAFE_REFERENCES[name], name)[name]
+        if reference is None:
+            latest = latest or get_typestore(Stores.LATEST)
+            reference = latest.fielddefs.get(name)
+        if _same_fields(have, reference):
+            safe.add(name)
+    return safe
+
+
+@dataclass
+class _Finding:
+    """What a message type may carry, the first path to each (``None``: nothing)."""
+
+    images: str | None = None  # an image or video type, at any depth
+    undefined: str | None = None  # a type nothing defines, at any depth
+    pixels: str | None = None  # a byte array outside the safe holders
+    cloud: bool = False  # holds a point cloud (its color fields are checked per message)
+
+
+def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
+    """Walk the parsed definition of ``msgtype`` (msg or IDL alike) to every depth."""
+    from rosbags.interfaces import Nodetype
+
+    found, seen = _Finding(), set()
+
+    def walk(name: str, path: str) -> None:
+        if name in CARRIER_TYPES:
+            found.images = found.images or f"{path}: {name}"
+            return
+        if name in CLOUDS:
+            found.cloud = True
+        if name in safe:
+            return
+        fields = store.fielddefs.get(name)
+        if fields is None:
+            found.undefined = found.undefined or name
+            return
+        if name in seen:
+            return
+        seen.add(name)
+        for member, (kind, value) in fields[1]:
+            where = f"{path}.{member}"
+            if kind == Nodetype.NAME:
+                walk(value, where)
+            elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+                (inner_kind, inner), size = value
+                variable = kind == Nodetype.SEQUENCE
+                if inner_kind == Nodetype.BASE:
+                    if inner[0] in _BYTE_TYPES and (variable or size >= FIXED_BYTES_PIXELS):
+                        shape = "[]" if variable else f"[{size}]"
+                        found.pixels = found.pixels or f"{where} ({inner[0]}{shape})"
+                elif inner_kind == Nodetype.NAME:
+                    if (variable or size >= FIXED_BYTES_PIXELS) and _byte_struct(store, inner):
+                        # an array of pixels: a struct of bytes (r, g, b) per element
+                        found.pixels = found.pixels or f"{where} ({inner}[])"
+                    walk(inner, f"{where}[]")
+
+    walk(msgtype, msgtype)
+    return found
+
+
+def _byte_struct(store: Any, msgtype: str) -> bool:
+    """Whether a message type is nothing but single bytes (such as a pixel's r, g, b)."""
+    from rosbags.interfaces import Nodetype
+
     fields = store.fielddefs.get(msgtype)
-    if fields is None:
-        if _looks_like_images(msgtype.rsplit("/", 1)[-1]) or _looks_like_images(topic):
-            return f"it holds {msgtype}, which the bag does not define"
-        return None
-    if msgtype in seen:
-        return None
-    seen.add(msgtype)
-    for _, desc in fields[1]:
-        inner = _nested(desc)
-        if inner is not None and (why := _carried(store, inner, topic, seen)):
-            return why
-    return None
+    return bool(fields and fields[1]) and all(
+        kind == Nodetype.BASE and value[0] in _BYTE_TYPES for _, (kind, value) in fields[1]
+    )
 
 
-def _classify(reader: Any, settings: BagSettings) -> tuple[list, list, list[str]]:
-    """The connections to anonymize (image types), those that carry images the tool cannot
-    anonymize (to be kept explicitly), and the errors of the latter not kept."""
-    store, kept = reader.typestore, set(settings.keep_topics)
-    images, carriers, problems = [], [], []
-    hidden, undefined, malformed = [], [], []
+@dataclass
+class _Plan:
+    """What to do with each connection of a bag."""
+
+    #: Image topics the tool anonymizes (kept ones included).
+    images: list = field(default_factory=list)
+    #: Topics it cannot anonymize (images inside other types, video, types nothing defines,
+    #: byte arrays that can hold pixels, a malformed image type): to be kept explicitly.
+    flagged: list = field(default_factory=list)
+    #: Topics copied byte for byte after their bytes are scanned for encoded images.
+    scanned: list = field(default_factory=list)
+    #: Connection ids whose messages hold point clouds (their color fields are checked).
+    clouds: set = field(default_factory=set)
+    #: The refusals for flagged topics that are not kept.
+    problems: list[str] = field(default_factory=list)
+    kept: frozenset = frozenset()
+
+    @property
+    def work(self) -> list:
+        return [c for c in self.images if c.topic not in self.kept]
+
+
+def _classify(reader: Any, settings: BagSettings, standard: Any, distro: str) -> _Plan:
+    """Judge every connection by its type's parsed definition (the bag's, the distro's, or
+    Foxglove's): an image type is anonymized; a type that holds images or video, a type
+    nothing defines (it cannot be checked), and a type with a byte array that can hold pixels
+    (outside ``SAFE_BYTE_HOLDERS``) stop the run unless kept; every other topic is copied,
+    its bytes scanned for encoded images first."""
+    store = reader.typestore
+    kept = frozenset(settings.keep_topics)
+    safe = _safe_holders(store, standard)
+    plan = _Plan(kept=kept)
+    hidden, undefined, pixels, malformed = {}, {}, {}, {}
     for c in reader.connections:
         fields = store.fielddefs.get(c.msgtype)
         if c.msgtype in IMAGE_TYPES and fields is not None:
-            have = {name for name, _ in fields[1]}
-            if set(IMAGE_FIELDS[c.msgtype]) <= have:
-                images.append(c)
-                continue
-            carriers.append(c)
-            malformed.append(c)
-        elif fields is None:  # no definition, not a standard type: judged by its name
-            if _carried(store, c.msgtype, c.topic, set()):
-                carriers.append(c)
-                undefined.append(c)
-        elif c.msgtype in VIDEO_TYPES or _carried(store, c.msgtype, c.topic, set()):
-            carriers.append(c)
-            hidden.append(c)
-    keep = "keep them raw with --keep-topic only if they show no people, or drop them first"
-    if bad := sorted({c.topic for c in hidden} - kept):
-        problems.append(
-            f"topics {bad} carry images inside other message types (or video); they cannot "
-            f"be anonymized: {keep}"
+            if set(IMAGE_FIELDS[c.msgtype]) <= {name for name, _ in fields[1]}:
+                plan.images.append(c)
+            else:
+                plan.flagged.append(c)
+                malformed[c.topic] = c.msgtype
+            continue
+        found = _inspect(store, c.msgtype, safe)
+        if found.images:
+            hidden[c.topic] = found.images
+        elif found.undefined:
+            undefined[c.topic] = (c.msgtype, found.undefined)
+        elif found.pixels:
+            pixels[c.topic] = found.pixels
+        else:
+            if c.topic not in kept:
+                plan.scanned.append(c)
+                if found.cloud:
+                    plan.clouds.add(c.id)
+            continue
+        plan.flagged.append(c)
+    if bad := sorted(set(hidden) - kept):
+        plan.problems.append(
+            f"topics {bad} carry images inside other message types (or video): they cannot "
+            f"be anonymized ({'; '.join(hidden[t] for t in bad)})"
         )
-    if bad := sorted({c.topic for c in undefined} - kept):
-        types = sorted({c.msgtype for c in undefined if c.topic in bad})
-        problems.append(
-            f"topics {bad} have types the bag does not define ({', '.join(types)}; not "
-            f"standard ROS 2 types either) and look like camera topics: they cannot be "
-            f"checked or anonymized: {keep} (--keep-topic {bad[0]})"
+    if bad := sorted(set(undefined) - kept):
+        types = sorted(
+            {t if t == inner else f"{t} (holds {inner})" for t, inner in map(undefined.get, bad)}
         )
-    if bad := sorted({c.topic for c in malformed} - kept):
-        problems.append(
-            f"topics {bad}: their image type's definition in the bag lacks the image fields: "
-            f"{keep} (--keep-topic {bad[0]})"
+        plan.problems.append(
+            f"topics {bad} have types that neither the bag nor ROS 2 {distro}'s standard "
+            f"types define ({', '.join(types)}): they cannot be checked for images, nor "
+            "anonymized"
         )
-    return images, carriers, problems
+    if bad := sorted(set(pixels) - kept):
+        plan.problems.append(
+            f"topics {bad} have byte arrays that can hold camera pixels "
+            f"({'; '.join(pixels[t] for t in bad)}), in no image type the tool knows: they "
+            "cannot be anonymized"
+        )
+    if bad := sorted(set(malformed) - kept):
+        plan.problems.append(
+            f"topics {bad}: their image type's definition in the bag lacks the image "
+            "fields: they cannot be anonymized"
+        )
+    return plan
 
 
-def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[list[FaceBox]]]:
-    """First pass: every frame's detections, per topic. Unsupported encodings stop here."""
+#: Encoded images inside other bytes: (magic, what it starts, how to get the image's bytes).
+_JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
+#: The markers a JPEG's header may hold before its scan (SOFn, DHT, DAC, DQT, DRI, APPn, COM).
+_JPEG_MARKERS = frozenset({*range(0xC0, 0xD0), 0xDB, 0xDD, *range(0xE0, 0xF0), 0xFE}) - {0xC8}
+#: Frame headers (SOFn): baseline, progressive, lossless, arithmetic.
+_JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: At most this many candidates per magic and message are decoded (cost on hostile data).
+_MAX_CANDIDATES = 8
+_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+=*")
+
+
+def _jpeg_end(data: bytes, start: int) -> int | None:
+    """Where the JPEG starting at ``start`` ends, if its header is well formed up to its first
+    scan (every segment a known marker with a length inside ``data``, a frame header
+    before the scan), else None: random bytes that happen to start like a JPEG stop here."""
+    pos, frame = start + 2, False
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: the image data follows, up to the EOI marker
+            if not frame:
+                return None
+            end = data.find(b"\xff\xd9", pos)
+            return len(data) if end < 0 else end + 2
+        if marker not in _JPEG_MARKERS:
+            return None
+        frame = frame or marker in _JPEG_FRAMES
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _png_end(data: bytes, start: int) -> int | None:
+    """Where the PNG starting at ``start`` ends, if its first chunk is its header."""
+    if data[start + 8 : start + 16] != b"\x00\x00\x00\x0dIHDR":
+        return None
+    end = data.find(b"IEND", start)
+    return len(data) if end < 0 else end + 8
+
+
+def _decodes(data: bytes) -> tuple[int, int] | None:
+    """The size of the image ``data`` holds, when OpenCV decodes it."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+def _encoded_image(data: bytes) -> str | None:
+    """A JPEG or PNG image inside ``data`` (raw), as found by ``_embedded_image``."""
+    for magic, kind, ends in ((_JPEG, "JPEG", _jpeg_end), (_PNG, "PNG", _png_end)):
+        pos = data.find(magic)
+        for _ in range(_MAX_CANDIDATES):
+            if pos < 0:
+                break
+            end = ends(data, pos)
+            if end is not None and (size := _decodes(data[pos:end])):
+                return f"a {kind} image of {size[0]}x{size[1]} pixels"
+            pos = data.find(magic, pos + 1)
+    return None
+
+
+def _embedded_image(data: bytes) -> str | None:
+    """What encoded image ``data`` (a message's serialized bytes) holds, or None: a JPEG or
+    PNG anywhere in it, raw or base64 (as text); each candidate its magic bytes point to is
+    confirmed by decoding it (cv2.imdecode), so random bytes are never taken for one."""
+    import base64
+    import binascii
+
+    if found := _encoded_image(data):
+        return found
+    for magic in (b"/9j/", b"iVBORw0KGgo"):  # base64 of a JPEG's and a PNG's first bytes
+        pos = data.find(magic)
+        for _ in range(_MAX_CANDIDATES):
+            if pos < 0:
+                break
+            text = _BASE64.match(data, pos).group().translate(None, b"\r\n")
+            try:
+                decoded = base64.b64decode(text[: len(text) // 4 * 4])
+            except (binascii.Error, ValueError):
+                decoded = b""
+            if found := _encoded_image(decoded):
+                return f"{found} (base64)"
+            pos = data.find(magic, pos + 1)
+    return None
+
+
+def _colored_cloud(msg: Any) -> str | None:
+    """The color field of a point cloud in ``msg`` (itself or in any field, any depth):
+    sensor_msgs/PointCloud2's fields, or sensor_msgs/PointCloud's channels."""
+    named = None
+    if hasattr(msg, "fields") and hasattr(msg, "point_step") and hasattr(msg, "data"):
+        named = msg.fields
+    elif hasattr(msg, "channels") and hasattr(msg, "points"):
+        named = msg.channels
+    if named is not None:
+        for item in named:
+            if str(item.name).lower() in _COLOR_FIELDS:
+                return str(item.name)
+        return None
+    for value in getattr(msg, "__dict__", {}).values():
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if hasattr(item, "__dict__") and (name := _colored_cloud(item)):
+                return name
+    return None
+
+
+def _check_content(reader: Any, connection: Any, raw: Any, index: int, plan: _Plan) -> None:
+    """Stop when a message of a topic about to be copied holds an image after all."""
+    data = raw if isinstance(raw, bytes) else bytes(raw)
+    what = _embedded_image(data)
+    color = None
+    if what is None and connection.id in plan.clouds:
+        color = _colored_cloud(reader.deserialize(data, connection.msgtype))
+    if color is not None:
+        what = f"a point cloud whose points carry color (field {color!r}): a camera's image in 3D"
+    if what is not None:
+        raise BagError(
+            f"topic {connection.topic} ({connection.msgtype}): its message {index} holds "
+            f"{what}: it cannot be anonymized; {KEEP_WARNING}"
+        )
+
+
+def _detect_all(
+    reader, work, plan, detector, counter: _Progress
+) -> dict[str, list[list[FaceBox]]]:
+    """First pass: every frame's detections, per topic; and the bytes of every topic to be
+    copied, scanned for images. Unsupported encodings, and images found, stop here."""
     detections: dict[str, list[list[FaceBox]]] = {c.topic: [] for c in work}
-    if not work:  # rosbags reads every connection when given none
+    reading = work + plan.scanned
+    if not reading:  # rosbags reads every connection when given none
         return detections
-    for connection, _, raw in reader.messages(connections=work):
+    work_ids = {c.id for c in work}
+    seen: dict[int, int] = {}
+    for connection, _, raw in reader.messages(connections=reading):
+        counter.step()
+        if connection.id not in work_ids:
+            seen[connection.id] = seen.get(connection.id, 0) + 1
+            _check_content(reader, connection, raw, seen[connection.id] - 1, plan)
+            continue
         msg = reader.deserialize(raw, connection.msgtype)
         try:
             frame = _frame_of(msg, connection.msgtype)
@@ -781,12 +1269,12 @@ def _detect_all(reader, work, detector, counter: _Progress) -> dict[str, list[li
         except InputError as exc:
             if "unsupported" in str(exc):
                 raise BagError(
-                    f"topic {connection.topic}: {exc}; keep it raw with --keep-topic "
-                    f"{connection.topic} if it shows no people"
+                    f"topic {connection.topic}: {exc}: it cannot be anonymized; --keep-topic "
+                    f"{connection.topic} copies it raw, faces included, for a topic that "
+                    "shows no people"
                 ) from None
             boxes = None  # an undecodable frame: dropped in the second pass
         detections[connection.topic].append(boxes if boxes is not None else [])
-        counter.step()
     return detections
 
 
@@ -897,8 +1385,8 @@ def _same_face(a: FaceBox, b: FaceBox) -> bool:
 
 def _faces_of(found: list[FaceBox], added: list[FaceBox]) -> list[list[int]]:
     """The faces of a frame as groups of indices into ``found + added``: every detection is a
-    face of its own; a box from tracking joins the face it lies on, else is a face that only
-    tracking covered."""
+    face of its own (the first ``len(found)`` groups); a box from tracking joins the face it
+    lies on, else is a face that only tracking covered."""
     faces = [[i] for i in range(len(found))]
     boxes = found + added
     for index in range(len(found), len(boxes)):
@@ -913,6 +1401,23 @@ def _faces_of(found: list[FaceBox], added: list[FaceBox]) -> list[list[int]]:
     return faces
 
 
+def missed_allowance(counts: list[int]) -> list[int]:
+    """Per frame of one camera, how many faces the detector may have missed there, from how
+    many it found in each frame (``counts``): the most it found in the nearest frame before
+    and the nearest frame after that have any, less what it found in this one. Tracking's
+    boxes that lie on no detection count as faces only up to this many: a face moving fast
+    leaves the boxes of its earlier and later tracks all over a frame where it was found, and
+    they are one face, not several (whatever tracking does, only its boxes are counted)."""
+    before, after = [0] * len(counts), [0] * len(counts)
+    last = 0
+    for i, count in enumerate(counts):
+        before[i], last = last, count or last
+    last = 0
+    for i in range(len(counts) - 1, -1, -1):
+        after[i], last = last, counts[i] or last
+    return [max(0, max(b, a) - c) for b, a, c in zip(before, after, counts, strict=True)]
+
+
 def _write_all(
     reader,
     writer,
@@ -924,11 +1429,16 @@ def _write_all(
     topics,
     counter: _Progress,
     shared: Anonymizer | None = None,
-) -> int:
+) -> dict[int, int]:
     """Second pass: copy every connection, anonymize the image topics (one tracker and identity
     policy per topic, one landmarker and engine for all), write. ``boxes``: per topic, every
-    frame's detections and the boxes tracking adds. Returns how many messages were copied."""
+    frame's detections and the boxes tracking adds. Returns how many messages were copied byte
+    for byte, per connection id."""
     found_boxes, added_boxes = boxes
+    allowance = {
+        topic: missed_allowance([len(found) for found in frames])
+        for topic, frames in found_boxes.items()
+    }
     work_topics = {c.topic for c in work}
     work_ids = {c.id for c in work}
     redefine = {c.msgtype for c in work}
@@ -946,7 +1456,7 @@ def _write_all(
     }
     index = dict.fromkeys(work_topics, 0)
     pending: list[tuple] = []
-    copied = 0
+    copied: dict[int, int] = {}
 
     def flush() -> None:
         if not pending:
@@ -959,14 +1469,17 @@ def _write_all(
         except Exception as exc:  # fail closed: these frames pixelated whole
             log.error("anonymization failed for %d frames: %s", len(pending), exc)
             results = [None] * len(pending)
-        for (connection, timestamp, msg, frame, found, added), result in zip(
+        for (connection, timestamp, msg, frame, found, added, missed), result in zip(
             pending, results, strict=True
         ):
             report = topics[connection.topic]
-            faces = _faces_of(found, added)
+            groups = _faces_of(found, added)
+            # each detection is a face; tracking's boxes on none, up to the faces missed here
+            recovered = groups[len(found) :][:missed]
+            faces = groups[: len(found)] + recovered
             report.faces += len(faces)
             report.frames_with_faces += bool(faces)
-            report.recovered_frames += any(min(face) >= len(found) for face in faces)
+            report.recovered_frames += bool(recovered)
             if result is None:
                 report.failed_frames += 1
                 image = pixelate_whole(frame)
@@ -985,7 +1498,7 @@ def _write_all(
         counter.step()
         if connection.id not in work_ids:
             writer.write(outputs[connection.id], timestamp, raw)  # byte for byte
-            copied += 1
+            copied[connection.id] = copied.get(connection.id, 0) + 1
             continue
         topic = connection.topic
         i = index[topic]
@@ -1000,7 +1513,15 @@ def _write_all(
             log.warning("%s frame %d dropped (not decodable): %s", topic, i, exc)
             continue
         pending.append(
-            (connection, timestamp, msg, frame, found_boxes[topic][i], added_boxes[topic][i])
+            (
+                connection,
+                timestamp,
+                msg,
+                frame,
+                found_boxes[topic][i],
+                added_boxes[topic][i],
+                allowance[topic][i],
+            )
         )
         if len(pending) >= settings.batch:
             flush()

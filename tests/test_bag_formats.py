@@ -359,7 +359,9 @@ def test_a_humble_bag_without_definitions_is_anonymized_with_the_distros_types(
         _humble_topics(frames),
         defined={"sensor_msgs/msg/Image", "sensor_msgs/msg/Imu"},
     )
-    report = anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    # a type nothing defines cannot be checked: it passes only when kept explicitly
+    settings = BagSettings(keep_topics=("/acme/status",))
+    report = anonymize_bag(source, target, AnonymizerConfig(), settings)
     assert report["distro"] == "humble"
     before, after = read_bag(source), read_bag(target)
     assert set(after) == {"/cam", "/imu", "/acme/status"}
@@ -381,6 +383,13 @@ def test_a_humble_bag_without_definitions_is_anonymized_with_the_distros_types(
         share = unchanged_share(message_frame(new), message_frame(old), boxes[i])
         assert share < MAX_UNCHANGED, f"frame {i}: {share:.0%} of the face unchanged"
     assert report["topics"]["/cam"]["faces"] == len(frames)
+    # what passed through unanonymized, for an auditor: every topic, with its type
+    assert [
+        (t["topic"], t["msgtype"], t["messages"], t["kept"]) for t in report["copied_topics"]
+    ] == [
+        ("/acme/status", "acme_msgs/msg/Status", 2, True),
+        ("/imu", "sensor_msgs/msg/Imu", 4, False),
+    ]
 
 
 @pytest.mark.parametrize("storage", STORAGES)
@@ -389,10 +398,10 @@ def test_an_image_like_topic_of_a_type_the_bag_does_not_define_stops_the_run(
 ):
     source, target = tmp_path / "in", tmp_path / "out"
     write_humble_bag(source, storage, _humble_topics(scene[0][:1], image_like_unknown=True))
-    with pytest.raises(BagError, match=r"/acme/camera.*--keep-topic"):
+    with pytest.raises(BagError, match=r"\['/acme/camera', '/acme/status'\].*--keep-topic"):
         anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
-    settings = BagSettings(keep_topics=("/acme/camera",))
+    settings = BagSettings(keep_topics=("/acme/camera", "/acme/status"))
     report = anonymize_bag(source, target, AnonymizerConfig(), settings)
     assert report["topics"]["/acme/camera"]["kept_raw"] is True
     assert read_bag(target)["/acme/camera"]["msgs"] == read_bag(source)["/acme/camera"]["msgs"]
@@ -402,8 +411,10 @@ def test_the_distro_comes_from_the_bag_else_from_distro(scene, tmp_path):
     frames = scene[0][:1]
     humble = tmp_path / "humble"
     write_humble_bag(humble, "mcap", _humble_topics(frames))  # no definitions, no distro named
+    keep = ["--keep-topic", "/acme/status"]  # a type no distro defines
     assert (
-        main(["bag", str(humble), str(tmp_path / "a"), "--no-progress", "--distro", "iron"]) == 0
+        main(["bag", str(humble), str(tmp_path / "a"), "--no-progress", "--distro", "iron", *keep])
+        == 0
     )
     assert yaml.safe_load((tmp_path / "a.report.json").read_text())["distro"] == "iron"
     # a newer bag names its distro in metadata.yaml: that one is used
@@ -412,9 +423,74 @@ def test_the_distro_comes_from_the_bag_else_from_distro(scene, tmp_path):
     data["rosbag2_bagfile_information"]["ros_distro"] = "jazzy"
     metadata.write_text(yaml.safe_dump(data))
     assert (
-        main(["bag", str(humble), str(tmp_path / "b"), "--no-progress", "--distro", "iron"]) == 0
+        main(["bag", str(humble), str(tmp_path / "b"), "--no-progress", "--distro", "iron", *keep])
+        == 0
     )
     assert yaml.safe_load((tmp_path / "b.report.json").read_text())["distro"] == "jazzy"
+
+
+# -- 6b. Foxglove's image types in bags without definitions --------------------------------
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_foxglove_topics_of_a_bag_without_definitions_are_anonymized(scene, tmp_path, storage):
+    """ROS 2 Humble's sqlite3 bags store no definitions, nor does its mcap plugin for types it
+    finds none of: the tool reads Foxglove's image types with Foxglove's published ones."""
+    frames, boxes = scene
+    store = store_with({t: FOXGLOVE_DEFINITIONS[t] for t in (FOXGLOVE_COMPRESSED, FOXGLOVE_RAW)})
+    topics = []
+    for topic, (msgtype, kind) in FOXGLOVE_TOPICS.items():
+        messages = []
+        for i, frame in enumerate(frames):
+            if msgtype == FOXGLOVE_COMPRESSED:
+                msg = foxglove_compressed_message(store, frame, kind, _stamp(i))
+            else:
+                msg = foxglove_raw_message(store, frame, kind, _stamp(i))
+            messages.append((_stamp(i), bytes(store.serialize_cdr(msg, msgtype))))
+        topics.append((topic, msgtype, messages))
+    source, target = tmp_path / "in", tmp_path / "out"
+    write_humble_bag(source, storage, topics)
+
+    report = anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+
+    assert report["types_from_foxglove"] == [FOXGLOVE_COMPRESSED, FOXGLOVE_RAW]
+    after = read_bag(target)
+    for topic, (msgtype, kind) in FOXGLOVE_TOPICS.items():
+        conn = after[topic]["conn"]
+        assert conn.msgtype == msgtype and conn.msgdef.data  # written with its definition
+        for i, (stamp, raw) in enumerate(after[topic]["msgs"]):
+            new = store.deserialize_cdr(raw, msgtype)
+            old = store.deserialize_cdr(
+                topics[list(FOXGLOVE_TOPICS).index(topic)][2][i][1], msgtype
+            )
+            assert stamp == _stamp(i) and new.frame_id == old.frame_id
+            tolerance = JPEG_TOLERANCE if kind == "jpeg" else 0
+            share = unchanged_share(message_frame(new), message_frame(old), boxes[i], tolerance)
+            assert share < MAX_UNCHANGED, f"{topic} frame {i}: {share:.0%} of the face unchanged"
+        stats = report["topics"][topic]
+        assert stats["messages"] == len(frames) and stats["faces"] == len(frames)
+
+
+def test_refusals_say_what_cannot_be_done_before_how_to_copy_faces_raw(scene, tmp_path):
+    """A Foxglove video topic cannot be anonymized: the refusal says so first, and names
+    --keep-topic only as a way to copy the topic raw, faces included."""
+    store = store_with({FOXGLOVE_VIDEO: FOXGLOVE_DEFINITIONS[FOXGLOVE_VIDEO]})
+    video = store.types[FOXGLOVE_VIDEO](
+        timestamp=T["builtin_interfaces/msg/Time"](sec=1, nanosec=0),
+        frame_id="camera",
+        data=np.frombuffer(b"\x00\x00\x00\x01\x67h264", np.uint8),
+        format="h264",
+    )
+    source, target = tmp_path / "in", tmp_path / "out"
+    raw = bytes(store.serialize_cdr(video, FOXGLOVE_VIDEO))
+    write_humble_bag(source, "sqlite3", [("/cam/video", FOXGLOVE_VIDEO, [(_stamp(0), raw)])])
+    with pytest.raises(BagError) as error:
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    text = str(error.value)
+    assert "/cam/video" in text and "video" in text
+    assert text.index("cannot be anonymized") < text.index("--keep-topic")
+    assert "faces included" in text.split("--keep-topic", 1)[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 # -- 7. A malformed metadata.yaml ------------------------------------------------------------

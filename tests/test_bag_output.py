@@ -1,14 +1,18 @@
 """``ciagan bag`` never replaces an OUT it did not check: one that appears while it runs (a user's
 folder, another run's bag) is left as it is, and the run that finds it fails with nothing
-written. Real faces, small bags."""
+written; nor a report path (``OUT.report.json``) that is the user's, or the input; nor, with
+--overwrite, a folder that is more than a rosbag2 bag. Nor does it lose the messages of storage
+files that metadata.yaml does not list. Real faces, small bags."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from conftest import celeba_image, hog_box
 
+from ciagan_core.cli import main
 from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros import bag_tool
 from ciagan_ros.bag_tool import BagError, BagSettings, anonymize_bag, output_fingerprint
@@ -34,8 +38,9 @@ def rename(request, monkeypatch):
     return request.param
 
 
-def _bag(path, frames) -> None:
-    with Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+def _bag(path, frames, storage: str = "sqlite3") -> None:
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
         cam = writer.add_connection("/cam", "sensor_msgs/msg/Image", typestore=STORE)
         for i, frame in enumerate(frames):
             stamp = 1_700_000_000 * NS + i
@@ -147,3 +152,128 @@ def test_overwrite_still_replaces_the_bag_it_checked(frames, tmp_path, rename):
     saved = json.loads((tmp_path / "out.report.json").read_text())
     assert saved == json.loads(json.dumps(second))
     assert _names(tmp_path) == ["in", "out", "out.report.json"]
+
+
+# -- The report path, checked with OUT at the start -----------------------------------------
+
+
+def _tree(folder) -> dict:
+    """Every file below ``folder`` with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_file_of_the_users_at_the_report_path_is_never_replaced(frames, tmp_path):
+    source = tmp_path / "rec"
+    _bag(source, frames)
+    notes = tmp_path / "notes.report.json"
+    notes.write_text("my thesis, 3 years of work")
+    for overwrite, refusal in ((False, "exists; pass --overwrite"), (True, "not a report of")):
+        with pytest.raises(BagError, match=refusal):
+            anonymize_bag(
+                source, tmp_path / "notes", AnonymizerConfig(), BagSettings(overwrite=overwrite)
+            )
+    assert notes.read_text() == "my thesis, 3 years of work"
+    assert _names(tmp_path) == ["notes.report.json", "rec"]
+
+
+def test_a_report_of_this_tool_is_replaced_only_with_overwrite(frames, tmp_path):
+    """The report of an earlier run whose bag was deleted since."""
+    source, target = tmp_path / "rec", tmp_path / "out"
+    _bag(source, frames)
+    first = anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    shutil.rmtree(target)
+    with pytest.raises(BagError, match=r"out\.report\.json exists; pass --overwrite"):
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert json.loads((tmp_path / "out.report.json").read_text()) == json.loads(json.dumps(first))
+    second = anonymize_bag(source, target, AnonymizerConfig(), BagSettings(overwrite=True))
+    assert json.loads((tmp_path / "out.report.json").read_text()) == json.loads(json.dumps(second))
+    assert _names(tmp_path) == ["out", "out.report.json", "rec"]
+
+
+@pytest.mark.parametrize("layout", ["is", "holds"])
+def test_a_report_path_that_is_or_holds_the_input_is_refused_first(
+    frames, tmp_path, capsys, layout
+):
+    """An input bag folder named ``x.report.json`` (or inside one) and OUT ``x``: one line, and
+    nothing written (not a bag published, then a crash writing its report)."""
+    folder = tmp_path / "x.report.json"
+    source = folder if layout == "is" else folder / "rec"
+    if layout == "holds":
+        folder.mkdir()
+    _bag(source, frames)
+    before = _tree(tmp_path)
+    assert main(["bag", str(source), str(tmp_path / "x"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "x.report.json" in err and "input" in err, err
+    assert _names(tmp_path) == ["x.report.json"] and _tree(tmp_path) == before
+
+
+# -- --overwrite replaces only a folder that is nothing but a rosbag2 bag ----------------------
+
+
+def _not_only_a_bag(folder, frames, case: str) -> None:
+    if case == "dataset":  # a metadata.yaml of its own, not rosbag2's
+        (folder / "raw").mkdir(parents=True)
+        (folder / "metadata.yaml").write_text("name: my dataset\nlicense: cc-by\n")
+        (folder / "labels.csv").write_text("3 years of labels\n")
+        (folder / "raw" / "scan001.bin").write_bytes(b"data")
+    else:  # a real bag, with the user's files beside it
+        _bag(folder, frames)
+        if case == "bag_and_notes":
+            (folder / "notes.txt").write_text("what this recording shows")
+        else:
+            (folder / "calibration").mkdir()
+            (folder / "calibration" / "camera.yaml").write_text("fx: 500\n")
+
+
+@pytest.mark.parametrize("case", ["dataset", "bag_and_notes", "bag_and_a_folder"])
+def test_overwrite_replaces_only_a_folder_that_is_nothing_but_a_bag(
+    frames, tmp_path, capsys, case
+):
+    source, target = tmp_path / "rec", tmp_path / "mydataset"
+    _bag(source, frames)
+    _not_only_a_bag(target, frames, case)
+    before = _tree(target)
+    assert main(["bag", str(source), str(target), "--overwrite", "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not replaced" in err, err
+    assert _tree(target) == before
+    assert _names(tmp_path) == ["mydataset", "rec"]
+
+
+def test_fleet_overwrite_replaces_only_a_folder_that_is_nothing_but_a_bag(frames, tmp_path):
+    from ciagan_ros.fleet import FleetSettings, run_fleet
+
+    source, outdir = tmp_path / "in" / "rec", tmp_path / "out"
+    source.parent.mkdir()
+    _bag(source, frames)
+    _not_only_a_bag(outdir / "rec", frames, "dataset")
+    before = _tree(outdir / "rec")
+    report = run_fleet(
+        [source], outdir, AnonymizerConfig(), BagSettings(), FleetSettings(overwrite=True)
+    )
+    assert report["failed"] == 1 and "not replaced" in report["results"][0]["error"]
+    assert _tree(outdir / "rec") == before
+
+
+# -- Storage files metadata.yaml does not list ----------------------------------------------
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_storage_files_that_metadata_yaml_does_not_list_stop_the_run(frames, tmp_path, storage):
+    """A split recording whose metadata.yaml lists its first file only (rosbag2 killed before
+    it rewrote it): the other file's messages would be lost."""
+    source, other = tmp_path / "rec", tmp_path / "part"
+    _bag(source, frames, storage)
+    _bag(other, frames, storage)
+    [data] = [p for p in other.iterdir() if p.suffix in (".db3", ".mcap")]
+    data.rename(source / f"rec_1{data.suffix}")
+    shutil.rmtree(other)
+    with pytest.raises(BagError, match=rf"\['rec_1\{data.suffix}'\].*ros2 bag reindex") as error:
+        anonymize_bag(source, tmp_path / "out", AnonymizerConfig(), BagSettings())
+    assert "\n" not in str(error.value)
+    assert _names(tmp_path) == ["rec"]
