@@ -14,9 +14,16 @@ brightest values: a small lit face in a dark frame (a face under a lamp, 0.1% of
 can lie wholly above it and come out flat white. So whenever a face's worth of pixels is
 saturated in every rendering by more than twice its white point (or falls between the bulk's
 rendering and the white point's, saturated in one and too dark in the other), detection also
-runs on a rendering scaled to those pixels. Every pixel of a replaced region is written back
-from the anonymized 8-bit image, scaled to the white point; every other pixel is the input's
-own value, bit for bit.
+runs on a rendering scaled to those pixels. A face can also straddle two renderings: lit from
+above, its upper half far brighter than the dark scene its lower half lies in, it is half
+saturated in the bulk's rendering and half black in the white point's, and found in neither.
+So when a face's worth of pixels (not isolated, not clipped at the frame's maximum) lies more
+than RENDER_DARK x above the bulk, a range no linear rendering shows together with the bulk,
+detection also runs on two tone-mapped renderings of the whole range, in which dark and bright
+regions are both visible: one in bands, each pixel from the linear rendering of its band (a
+sharp light boundary across a face), and a log stretch with local contrast (light that fades
+across it). Every pixel of a replaced region is written back from the anonymized 8-bit image,
+scaled to the white point; every other pixel is the input's own value, bit for bit.
 """
 
 from __future__ import annotations
@@ -50,6 +57,14 @@ MIN_BRIGHT_PIXELS = 128
 BRIGHT_RANK = 32
 #: At most this many renderings are added for bright regions (each costs a detection).
 MAX_BRIGHT_VIEWS = 3
+#: The tone-mapped rendering's black: this percentile of the values (dead pixels aside).
+TONE_LOW_PERCENTILE = 0.5
+#: Its local contrast: CLAHE on tiles of about this many pixels, with this clip limit (a face
+#: spans several tiles, so each of its halves gets contrast of its own at any face size).
+TONE_TILE_PX = 32
+TONE_CLIP = 6.0
+#: The banded rendering cuts the range into at most this many bands.
+MAX_TONE_BANDS = 6
 
 
 @dataclass
@@ -66,7 +81,8 @@ class WorkingFrame:
     #: Pixels inside a replaced region (matte > 0).
     touched: np.ndarray
     #: Further 8-bit BGR renderings that detection must also search (16-bit frames whose
-    #: bulk lies far below their white point, or whose bright regions it saturates).
+    #: bulk lies far below their white point, whose bright regions it saturates, or whose
+    #: range no one linear rendering shows).
     detection_views: list[np.ndarray] = field(default_factory=list)
 
     def mark(self, matte: Matte) -> None:
@@ -98,13 +114,100 @@ def white_points(frame: np.ndarray) -> tuple[float, list[float]]:
     values (80th percentile) when it needs 4x fewer bits (the full scale of that bulk's bit
     depth), and one for each group of bright pixels that no rendering shows (below)."""
     colour = frame if frame.ndim == 2 else frame[:, :, :3]
+    white, views, _, _ = _levels(colour)
+    return white, views
+
+
+def _levels(colour: np.ndarray) -> tuple[float, list[float], float, float]:
+    """white_points' white and further white points, and the bulk's and the low end's value
+    (BULK_PERCENTILE and TONE_LOW_PERCENTILE of a sample of the values)."""
     step = max(1, int(np.sqrt(colour.size / _WHITE_SAMPLES)))
     sample = colour[::step, ::step]
-    white, bulk = np.percentile(sample, [WHITE_PERCENTILE, BULK_PERCENTILE])
+    low, bulk, white = np.percentile(
+        sample, [TONE_LOW_PERCENTILE, BULK_PERCENTILE, WHITE_PERCENTILE]
+    )
     white = float(max(white, 255.0))
     bulk_white = float(max(2 ** int(np.ceil(np.log2(bulk + 1))) - 1, 255))
     views = [bulk_white] if white >= 4 * bulk_white else []
-    return white, views + _bright_whites(colour, [white, *views])
+    return white, views + _bright_whites(colour, [white, *views]), float(bulk), float(low)
+
+
+def tone_views(colour: np.ndarray, bulk: float, low: float) -> list[np.ndarray]:
+    """The tone-mapped renderings a frame needs (BGR uint8), else none.
+
+    A frame needs them when at least MIN_BRIGHT_PIXELS pixels that are not isolated (hot
+    pixels are not a face) lie above RENDER_DARK x its bulk (``bulk``), where the white point
+    that shows them would leave the bulk darker than 1/RENDER_DARK: a face lit on one half and
+    dark on the other is then whole in no linear rendering. Values at the frame's maximum are
+    clipped (a saturated sensor, a burned-in timestamp) and show no detail: they do not count.
+    The renderings span from ``low`` (at least 1) to the BRIGHT_RANK-th brightest pixel that
+    counts (a pixel's brightest channel):
+
+    - banded: the range cut into bands RENDER_DARK x apart from its top down, each pixel shown
+      in its band's linear rendering, scaled to that band's own BRIGHT_RANK-th brightest
+      pixel. A face half in a lamp's light, half in shadow, with a sharp boundary, shows each
+      half at full contrast, as in a photo lit evenly;
+    - a log stretch with local contrast (CLAHE on TONE_TILE_PX tiles), gray: light that
+      changes gradually across a face, where the banded rendering draws a contour.
+
+    A frame whose maximum is within RENDER_DARK x its bulk costs one pass."""
+    floor = max(RENDER_DARK * bulk, 255.0)
+    top = colour.max()
+    if float(top) <= floor:
+        return []
+    counted = (colour > floor) & (colour < top)
+    if np.count_nonzero(counted) < MIN_BRIGHT_PIXELS:  # values: at least as many as pixels
+        return []
+    brightness = colour
+    if colour.ndim == 3:
+        brightness = np.maximum(np.maximum(colour[:, :, 0], colour[:, :, 1]), colour[:, :, 2])
+        counted = (brightness > floor) & (brightness < top)
+    solid = cv2.erode(counted.view(np.uint8), np.ones((3, 3), np.uint8))
+    if cv2.countNonZero(solid) < MIN_BRIGHT_PIXELS:
+        return []
+    values = brightness[counted]
+    white = float(np.partition(values, values.size - BRIGHT_RANK)[values.size - BRIGHT_RANK])
+    black = max(low, 1.0)
+    return [_banded(colour, brightness, black, white), _log_stretched(brightness, black, white)]
+
+
+def _banded(colour: np.ndarray, brightness: np.ndarray, black: float, white: float) -> np.ndarray:
+    """tone_views' banded rendering."""
+    counts = np.bincount(brightness.ravel(), minlength=65536)
+    uppers = [int(white)]
+    while uppers[-1] / RENDER_DARK > black and len(uppers) < MAX_TONE_BANDS:
+        uppers.append(int(uppers[-1] / RENDER_DARK))
+    band_of = np.full(65536, len(uppers), np.uint8)  # above ``white``: saturated
+    gains = []
+    lower = 0
+    for band, upper in enumerate(reversed(uppers)):
+        from_top = np.cumsum(counts[lower : upper + 1][::-1])
+        brightest = upper  # the band's BRIGHT_RANK-th brightest pixel, or its brightest
+        if from_top[-1]:
+            brightest -= int(np.searchsorted(from_top, min(BRIGHT_RANK, from_top[-1])))
+        gains.append(255.0 / max(brightest, 1))
+        band_of[lower : upper + 1] = band
+        lower = upper + 1
+    gains.append(255.0 / white)
+    source = np.ascontiguousarray(colour)
+    pixel_band = band_of[brightness]
+    out = np.zeros(source.shape, np.uint8)
+    for band, gain in enumerate(gains):
+        inside = (pixel_band == band).view(np.uint8)
+        if cv2.countNonZero(inside):
+            cv2.copyTo(cv2.convertScaleAbs(source, alpha=gain), inside, out)
+    return _as_bgr(out)
+
+
+def _log_stretched(brightness: np.ndarray, black: float, white: float) -> np.ndarray:
+    """tone_views' log-stretched rendering, with local contrast."""
+    levels = np.arange(65536, dtype=np.float64)
+    curve = np.log(np.maximum(levels, black) / black) / np.log(white / black)
+    lut = np.rint(np.clip(curve, 0.0, 1.0) * 255.0).astype(np.uint8)
+    stretched = lut[brightness]
+    height, width = stretched.shape
+    tiles = (max(1, round(width / TONE_TILE_PX)), max(1, round(height / TONE_TILE_PX)))
+    return _as_bgr(cv2.createCLAHE(TONE_CLIP, tiles).apply(stretched))
 
 
 def _bright_whites(colour: np.ndarray, whites: list[float]) -> list[float]:
@@ -165,9 +268,11 @@ def to_working(frame: object) -> WorkingFrame:
     if frame.dtype == np.uint8:
         bgr = _as_bgr(frame)
     elif frame.dtype == np.uint16:
-        white, view_whites = white_points(frame)
+        colour = frame if frame.ndim == 2 else frame[:, :, :3]
+        white, view_whites, bulk, low = _levels(colour)
         bgr = _as_bgr(_scaled(frame, white))
         views = [_as_bgr(_scaled(frame, w)) for w in view_whites]
+        views += tone_views(colour, bulk, low)
     else:
         raise InputError(f"unsupported pixel type {frame.dtype}: expected uint8 or uint16")
     touched = np.zeros(frame.shape[:2], dtype=bool)

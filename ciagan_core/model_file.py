@@ -94,15 +94,37 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 def check_output_apart(output: str | Path, *inputs: str | Path, what: str = "input") -> None:
     """Refuse (InputError) to write ``output`` where it would replace one of ``inputs``: the
-    same file, a link to it (symbolic or hard), or a file inside an input folder. Every
-    command that writes a file beside what it reads checks its outputs with this first."""
+    same file, a link to it (symbolic or hard), or a file inside an input folder; or where no
+    file can be written (check_output_file). Every command that writes a file beside what it
+    reads checks its outputs with this first, before the work."""
     output = Path(output)
+    check_output_file(output)
     for source in map(Path, inputs):
         inside = source.is_dir() and source.resolve() in output.resolve().parents
         if same_file(output, source) or inside:
             raise InputError(
                 f"{output}: would overwrite the {what} {source}; choose another output"
             )
+
+
+def check_output_file(output: str | Path) -> None:
+    """Refuse (one-line InputError) a file name that no file can be written to, before the
+    work rather than in a traceback after it: an existing folder ('.' included: a file is
+    renamed onto the name at the end), something else that is not a regular file (a FIFO, a
+    device: it would be replaced), or a name below a file or below a folder that cannot be
+    written."""
+    output = Path(output)
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; name the file to write (in it, or elsewhere)")
+    if output.exists() and not output.is_file():
+        raise InputError(f"{output}: exists and is not a regular file; name another output")
+    folder = output.absolute().parent
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent  # the folders still to create are created below this one
+    if not folder.is_dir():
+        raise InputError(f"{output}: {folder} is not a folder; name another output")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{output}: cannot write in {folder} (permission denied)")
 
 
 def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:

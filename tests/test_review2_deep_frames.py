@@ -134,7 +134,9 @@ def test_common_frames_still_get_one_rendering(shared_dir, celeba_rows):
 def test_a_lit_face_adds_one_rendering_scaled_near_its_maximum(shared_dir, celeba_rows):
     frame, region = lit_face_frame(shared_dir, celeba_rows[0])
     work = to_working(frame)
-    assert len(work.detection_views) == 1
+    # Its linear rendering, then the two tone-mapped ones (test_review3_deep_frames.py): by its
+    # values, a lit face in a dark frame may as well be the lit half of a face.
+    assert len(work.detection_views) == 3
     view = work.detection_views[0]
     assert view[region].max() == 255 and (view[region] == 255).mean() < 0.05
     assert (work.bgr[region] == 255).mean() > 0.9  # the white point's own rendering: flat

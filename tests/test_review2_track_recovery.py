@@ -30,12 +30,22 @@ def _covered(added: list[list[FaceBox]], index: int) -> bool:
     return any(box.detector == "tracker" for box in added[index])
 
 
+def _contains(outer: FaceBox, inner: np.ndarray) -> bool:
+    return bool(
+        (outer.as_array()[:2] <= inner[:2]).all() and (outer.as_array()[2:] >= inner[2:]).all()
+    )
+
+
 def test_frames_before_a_weak_first_hit_are_covered_when_the_track_is_confident_later():
     detections = _track([None, None, None, 0.37] + [0.94] * 6)
     added = recover_faces(detections, max_gap=10)
     for index in range(3):
         assert _covered(added, index), f"frame {index} before the weak first hit is uncovered"
-        np.testing.assert_allclose(added[index][0].as_array(), detections[3][0].as_array())
+        # Where the face was (it moves 2 px a frame), and the first hit's box (it may stand).
+        [box] = added[index]
+        assert _contains(box, _box(0, 2.0 * index).as_array())
+        assert _contains(box, detections[3][0].as_array())
+        assert box.width < 2 * detections[3][0].width  # grown with the distance, bounded
     assert not any(added[3:]), "frames with detections get nothing added"
 
 
@@ -56,7 +66,10 @@ def test_frames_after_a_weak_last_hit_are_held():
     detections = _track([0.9] * 5 + [0.3, None, None, None, None])
     added = recover_faces(detections, max_gap=10)
     assert all(_covered(added, i) for i in range(6, 10))
-    np.testing.assert_allclose(added[9][0].as_array(), detections[5][0].as_array())
+    for index in range(6, 10):  # where the face goes on to, and where it was last seen
+        [box] = added[index]
+        assert _contains(box, _box(0, 2.0 * index).as_array())
+        assert _contains(box, detections[5][0].as_array())
 
 
 def test_lead_score_is_the_documented_confidence():
