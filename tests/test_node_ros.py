@@ -136,10 +136,14 @@ def test_a_face_in_each_encoding_comes_out_anonymized(robot, encoding):
     _check_anonymized(sent, received, box)
 
 
-@pytest.mark.parametrize("encoding", ["bayer_rggb8", "bayer_gbrg16", "nv12", "nv21"])
+@pytest.mark.parametrize(
+    "encoding",
+    [f"bayer_{p}{bits}" for p in ("rggb", "bggr", "gbrg", "grbg") for bits in (8, 16)]
+    + ["nv12", "nv21"],
+)
 def test_raw_camera_encodings_are_anonymized_in_place(robot, encoding):
-    """Bayer and NV12/NV21 frames keep their encoding, size and step; decoded again, the face
-    is gone (tests/test_raw_encodings.py covers every pattern without DDS)."""
+    """Every Bayer pattern (8 and 16 bit) and NV12/NV21 keeps its encoding, size and step;
+    decoded (demosaicked) again, the face is gone."""
     from test_raw_encodings import raw_message
 
     from ciagan_ros.image_codec import image_to_frame
