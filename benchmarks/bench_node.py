@@ -93,17 +93,9 @@ def open_client(domain: int, profile: Path):
     """This process's rclpy context, its participant made with the loopback profile."""
     from ros_node import RosClient
 
-    env = dds_env(domain, profile)
-    saved = {k: os.environ.get(k) for k in (*env, *PROFILE_VARS)}
-    os.environ.update(env)  # Fast DDS reads them when the participant is created
-    try:
-        return RosClient(domain, name="ciagan_bench")
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return RosClient(
+        domain, name="ciagan_bench", env=dds_env(domain, profile), unset=tuple(PROFILE_VARS)
+    )
 
 
 def domain_is_empty(client, seconds: float = 3.0) -> list[str]:

@@ -116,19 +116,39 @@ class NodeProcess:
 
 
 class RosClient:
-    """A test's own rclpy context, node and executor on the node's domain."""
+    """A test's own rclpy context, node and executor on the node's domain. ``env`` (DDS
+    settings: discovery range, Fast DDS profile) applies to its participant, which reads the
+    environment when it is created; the process's environment is left as it was."""
 
-    def __init__(self, domain: int, name: str = "ciagan_test_client"):
+    def __init__(
+        self,
+        domain: int,
+        name: str = "ciagan_test_client",
+        env: dict[str, str] | None = None,
+        unset: tuple[str, ...] = (),
+    ):
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
         self.rclpy = rclpy
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node(
-            f"{name}_{os.getpid()}_{next(_CLIENTS)}", context=self.context
-        )
+        env = env or {}
+        saved = {k: os.environ.get(k) for k in (*env, *unset)}
+        for key in unset:
+            os.environ.pop(key, None)
+        os.environ.update(env)
+        try:
+            rclpy.init(context=self.context, domain_id=domain)
+            self.node = rclpy.create_node(
+                f"{name}_{os.getpid()}_{next(_CLIENTS)}", context=self.context
+            )
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
 

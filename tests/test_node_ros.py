@@ -46,18 +46,7 @@ class Running:
         self.domain = fresh_domain()
         profile = loopback_profile(tmp)
         self.env = dds_environment(self.domain, profile)
-        import os
-
-        saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)  # the client's participant reads them at creation
-        try:
-            self.client = RosClient(self.domain)
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+        self.client = RosClient(self.domain, env=self.env)
         self.node = NodeProcess(ros_args, self.env, tmp / f"{name}.log", **kwargs)
 
     def close(self) -> int:
