@@ -270,6 +270,12 @@ class AnonymizerNode(LifecycleNode):
         if "landmark_weights" in changes and weights and not Path(weights).exists():
             raise ConfigError(f"landmark_weights: {weights} does not exist")
 
+    def stop_frames(self) -> None:
+        """Stop the worker: nothing more is published."""
+        self._active = False
+        if self._frames is not None:
+            self._frames.stop()
+
     def building(self) -> bool:
         """Whether a pipeline is being built right now."""
         return self._build_thread is not None and self._build_thread.is_alive()
@@ -680,14 +686,17 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if node.building():
+            # Stopped while models load: end now. Tearing rclpy down under a thread that may
+            # still log (or finish its build) can abort the process; nothing is left to save.
+            node.stop_frames()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         node._release()  # the worker stops before the context goes
         executor.remove_node(node)
         node.destroy_node()
         rclpy.try_shutdown()
-    if node.building():  # stopped while models load: do not wait for them
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
     return 0
 
 
