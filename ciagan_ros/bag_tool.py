@@ -33,7 +33,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -248,25 +247,11 @@ def _reading(step: Callable, source: Path) -> Callable:
     return run
 
 
-def _raw_view(msg: Any, msgtype: str) -> Any:
-    """A raw image message as the codec reads it (sensor_msgs' field names)."""
-    if msgtype == FOXGLOVE_RAW:  # no is_bigendian: Foxglove's raw images are little-endian
-        return SimpleNamespace(
-            height=msg.height,
-            width=msg.width,
-            encoding=msg.encoding,
-            step=msg.step,
-            data=msg.data,
-            is_bigendian=0,
-        )
-    return msg
-
-
 def _frame_of(msg: Any, msgtype: str) -> np.ndarray:
     """The pipeline frame of an image message of any of ``IMAGE_TYPES``."""
     if msgtype in COMPRESSED_TYPES:
         return compressed_to_frame(msg)
-    return image_to_frame(_raw_view(msg, msgtype))
+    return image_to_frame(msg)  # the codec reads Foxglove's RawImage fields too
 
 
 def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, quality: int):
@@ -274,7 +259,7 @@ def _encode(msg: Any, msgtype: str, frame: np.ndarray, original: np.ndarray, qua
     frame_id, size, encoding, format, row padding) as it was."""
     if msgtype in COMPRESSED_TYPES:
         return replace(msg, data=frame_to_compressed_data(frame, msg.format, quality))
-    return replace(msg, data=frame_to_image_data(frame, _raw_view(msg, msgtype), original))
+    return replace(msg, data=frame_to_image_data(frame, msg, original))
 
 
 def process_context() -> dict[str, str | None]:

@@ -97,6 +97,12 @@ def _buffer(data: Any) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
+def _bigendian(msg: Any) -> bool:
+    """The message's byte order; Foxglove's RawImage has no ``is_bigendian`` field and is
+    little-endian."""
+    return bool(getattr(msg, "is_bigendian", 0))
+
+
 def _wire_dtype(layout: _Layout, bigendian: bool) -> np.dtype:
     dtype = np.dtype(layout.dtype)
     return dtype.newbyteorder(">" if bigendian else "<") if dtype.itemsize > 1 else dtype
@@ -143,7 +149,7 @@ def _pixels(msg: Any, layout: _Layout) -> np.ndarray:
     """The message's pixels [H, W(, C)] in its own channel order, native byte order (a
     semi-planar image: its Y rows, then its chroma rows, [1.5 H, W])."""
     rows, row_bytes = _rows(msg, layout)
-    wire = np.ascontiguousarray(rows[:, :row_bytes]).view(_wire_dtype(layout, msg.is_bigendian))
+    wire = np.ascontiguousarray(rows[:, :row_bytes]).view(_wire_dtype(layout, _bigendian(msg)))
     pixels = wire.astype(layout.dtype)
     shape = (rows.shape[0], int(msg.width), layout.channels)
     return pixels.reshape(shape[:2] if layout.channels == 1 else shape)
@@ -242,7 +248,7 @@ def frame_to_image_data(
     pixels = np.asarray(pixels, dtype=layout.dtype).reshape(rows_out, width, layout.channels)
     if original is not None and (layout.yuv or layout.semiplanar or layout.bayer):
         pixels = _keep_unchanged(pixels, frame, original, layout, like)
-    wire = pixels.astype(_wire_dtype(layout, like.is_bigendian), copy=False)
+    wire = pixels.astype(_wire_dtype(layout, _bigendian(like)), copy=False)
     source = _buffer(like.data)
     row_bytes, step = _row_bytes(like, layout, source), int(like.step)
     data = np.zeros(source.size, np.uint8)  # same length; padding and any tail stay zero

@@ -289,19 +289,8 @@ def read_bag(path) -> dict:
 
 def message_frame(msg) -> np.ndarray:
     """The BGR/gray frame of an image message: sensor_msgs or foxglove_msgs, raw or compressed."""
-    from types import SimpleNamespace
-
     from ciagan_ros.image_codec import message_to_frame
 
-    if not hasattr(msg, "format") and not hasattr(msg, "is_bigendian"):  # foxglove RawImage
-        msg = SimpleNamespace(
-            height=msg.height,
-            width=msg.width,
-            encoding=msg.encoding,
-            step=msg.step,
-            data=msg.data,
-            is_bigendian=0,
-        )
     return message_to_frame(msg)
 
 

@@ -6,7 +6,6 @@ face entering at 25 px a frame, blurred as it came in, was half uncovered."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from conftest import celeba_image, hog_box
@@ -137,18 +136,7 @@ rosbags = pytest.importorskip("rosbags")
 from rosbag_messages import NS, STORE, image_message  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from test_bag_tool import _read, _to_frame  # noqa: E402
-
-
-def _motion_blurred(image: np.ndarray, box: np.ndarray, length: int) -> np.ndarray:
-    if not length:
-        return image
-    out = image.copy()
-    x0, y0, x1, y1 = box.astype(int)
-    y0, x0 = max(0, y0 - 20), max(0, x0 - 20)
-    kernel = np.zeros((length, length), np.float32)
-    kernel[length // 2, :] = 1.0 / length
-    out[y0 : y1 + 20, x0 : x1 + 20] = cv2.filter2D(out[y0 : y1 + 20, x0 : x1 + 20], -1, kernel)
-    return out
+from test_review2_track_recovery import _motion_blurred  # noqa: E402
 
 
 def _crossing(shared_dir, row, step: int, blur: list[int]):
