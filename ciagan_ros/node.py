@@ -660,15 +660,26 @@ def main(args: list[str] | None = None) -> int:
     """``anonymizer_node [--ros-args ...]``: exit status 0 after SIGINT, SIGTERM or the
     ``shutdown`` transition, 2 when the given parameters are invalid."""
     profile = use_shipped_profile()  # before rclpy.init: Fast DDS reads it then
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # rclpy installs its own
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    rclpy.init(args=args)
+    # rclpy installs its own handlers at init. Until then a signal stays pending rather than
+    # meeting SIG_DFL (exit -15) in between; rclpy's handler then shuts the context down.
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        rclpy.init(args=args)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     try:
         node = AnonymizerNode()
     except ConfigError as exc:
         print(f"anonymizer_node: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    except Exception:
+        if rclpy.ok():
+            raise
+        return 0  # stopped by a signal while the node was being created
     node.get_logger().info(profile)
     executor = SingleThreadedExecutor()
     executor.add_node(node)

@@ -564,8 +564,9 @@ def test_a_rebuild_does_not_stop_the_node_and_sigterm_does_not_wait_for_it(tmp_p
 
 
 def test_sigterm_while_starting_exits_0(tmp_path):
-    """During the imports, and during the first pipeline build (an empty cache)."""
-    for delay in (0.2, 3.0):
+    """During the imports (a signal once landed in importlib's own callback, which drops
+    exceptions), rclpy's start and the first pipeline build (an empty cache)."""
+    for delay in (0.2, 0.6, 1.2, 3.0):
         running = Running(
             tmp_path,
             [],
