@@ -55,7 +55,14 @@ from ciagan_ros.image_codec import (
     frame_to_image_data,
     message_to_frame,
 )
-from ciagan_ros.parameters import BY_NAME, PARAMETERS, anonymizer_configs, check_values
+from ciagan_ros.parameters import (
+    BY_NAME,
+    PARAMETERS,
+    READ_PER_FRAME,
+    TOPIC_PARAMETERS,
+    anonymizer_configs,
+    check_values,
+)
 
 try:  # not on PyPI; a ROS workspace has it
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
@@ -70,19 +77,6 @@ _TYPES = {
     "string_array": Parameter.Type.STRING_ARRAY,
     "integer_array": Parameter.Type.INTEGER_ARRAY,
 }
-#: Parameters read when the node is configured (changing them needs cleanup, configure).
-_TOPIC_PARAMETERS = {
-    "input_topics",
-    "input_transport",
-    "input_qos_reliability",
-    "output_qos_reliability",
-    "qos_depth",
-    "publish_compressed",
-    "publish_faces",
-    "pass_camera_info",
-}
-#: Parameters read as they are used; every other pipeline setting rebuilds the pipeline.
-_READ_PER_FRAME = {"on_failure", "max_latency_ms", "diagnostics_period", "jpeg_quality"}
 #: Parameters rclpy itself declares on a node; they are not ours to judge.
 _RCLPY_PARAMETERS = {"use_sim_time", "start_type_description_service"}
 #: QoS policies operators may override per topic (rclpy's default set lacks durability).
@@ -224,7 +218,7 @@ class AnonymizerNode(LifecycleNode):
         changes = {p.name: p.value for p in params if p.name in BY_NAME}
         if not changes:
             return SetParametersResult(successful=True)
-        topics = sorted(_TOPIC_PARAMETERS & set(changes))
+        topics = sorted(TOPIC_PARAMETERS & set(changes))
         if topics and self._frames is not None:
             return SetParametersResult(
                 successful=False,
@@ -243,7 +237,7 @@ class AnonymizerNode(LifecycleNode):
                 self._frames.on_failure = changes["on_failure"]
             if "max_latency_ms" in changes:
                 self._frames.max_latency_ms = float(changes["max_latency_ms"])
-            if set(changes) - _READ_PER_FRAME:
+            if set(changes) - READ_PER_FRAME:
                 self._rebuild_requested = True  # by the timer, once the values are set
         return SetParametersResult(successful=True)
 

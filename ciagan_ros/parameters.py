@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ciagan_core.detection import DETECTORS, DetectorSettings
+from ciagan_core.detection import DETECTORS, DetectorSettings, check_detector_settings
 from ciagan_core.detection.base import PRECISIONS
 from ciagan_core.engines import ENGINES
 from ciagan_core.errors import ConfigError
@@ -37,8 +37,6 @@ class Param:
     choices: tuple[str, ...] = ()
     #: Inclusive (low, high) for numbers.
     bounds: tuple[float, float] | None = None
-    #: Changing it at run time rebuilds the pipeline (detector, landmarker, engine).
-    rebuild: bool = False
     #: Element type of a list parameter ("string" or "integer").
     item: str = ""
 
@@ -135,14 +133,12 @@ PARAMETERS: tuple[Param, ...] = (
         _CONFIG.method,
         "anonymization method (ciagan needs model_path)",
         choices=METHODS,
-        rebuild=True,
     ),
     Param(
         "region",
         _CONFIG.region,
         "where blur/pixelate/solid go: the grown detection box or the 68-landmark mask",
         choices=REGIONS,
-        rebuild=True,
     ),
     Param(
         "fallback_method",
@@ -183,73 +179,64 @@ PARAMETERS: tuple[Param, ...] = (
         _CONFIG.detector,
         "face detector",
         choices=tuple(sorted(DETECTORS)),
-        rebuild=True,
     ),
     Param(
         "detector_precision",
         _DETECTION.precision,
         "CenterFace precision",
         choices=PRECISIONS,
-        rebuild=True,
     ),
     Param(
         "threshold",
         -1.0,
         "detector score threshold in the backend's units (-1: the "
-        "backend's recall-oriented default)",
+        "backend's recall-oriented default; centerface: at most 0.7, higher misses faces; "
+        "not for ensemble)",
         bounds=(-1.0, 1.0),
-        rebuild=True,
     ),
     Param(
         "min_face",
         _DETECTION.min_face_size,
-        "smallest face side in pixels",
-        bounds=(0.0, 256.0),
-        rebuild=True,
+        "smallest face side in pixels (larger would let identifiable faces through)",
+        bounds=(0.0, 24.0),
     ),
     Param(
         "max_input_side",
         _DETECTION.max_input_side,
         "scale frames with a longer side down for detection (0: full resolution)",
         bounds=(0, 16384),
-        rebuild=True,
     ),
     Param(
         "landmarks",
         _CONFIG.landmarks,
         "68-point landmarker: dlib (non-commercial model), mesh (Apache-2.0, batched, GPU-ready)",
         choices=LANDMARKERS,
-        rebuild=True,
     ),
     Param(
         "landmark_weights",
         "",
         "local weights of the landmarker (face_alignment, mesh)",
-        rebuild=True,
     ),
-    Param("engine", _CONFIG.engine, "inference engine", choices=ENGINES, rebuild=True),
-    Param("model_path", "", "generator model file (.safetensors)", rebuild=True),
+    Param("engine", _CONFIG.engine, "inference engine", choices=ENGINES),
+    Param("model_path", "", "generator model file (.safetensors)"),
     Param(
         "engine_cache_dir",
         "",
         "where TensorRT engines and the int8 detector are cached "
         "(empty: next to the model, and $CIAGAN_CACHE_DIR)",
-        rebuild=True,
     ),
-    Param("device", _CONFIG.device, "cpu, cuda or cuda:N", rebuild=True),
+    Param("device", _CONFIG.device, "cpu, cuda or cuda:N"),
     Param(
         "precision",
         _CONFIG.precision,
         "generator precision",
         choices=("fp32", "fp16"),
-        rebuild=True,
     ),
     Param(
         "max_batch",
         _CONFIG.max_batch,
         "faces per generator call, across cameras",
         bounds=(1, 64),
-        rebuild=True,
     ),
     Param(
         "hold_frames",
@@ -259,6 +246,30 @@ PARAMETERS: tuple[Param, ...] = (
     ),
 )
 BY_NAME = {p.name: p for p in PARAMETERS}
+#: Parameters read when the node is configured (changing them needs cleanup, configure).
+TOPIC_PARAMETERS = {
+    "input_topics",
+    "input_transport",
+    "input_qos_reliability",
+    "output_qos_reliability",
+    "qos_depth",
+    "publish_compressed",
+    "publish_faces",
+    "pass_camera_info",
+}
+#: Parameters read as they are used; a change of any other one rebuilds the pipeline.
+READ_PER_FRAME = {"on_failure", "max_latency_ms", "diagnostics_period", "jpeg_quality"}
+
+
+def when_applied(name: str) -> str:
+    """When a change of parameter ``name`` at run time takes effect in the node."""
+    if name in TOPIC_PARAMETERS:
+        return "at configure"
+    if name == "autostart":
+        return "at start (read-only)"
+    if name in READ_PER_FRAME:
+        return "at once"
+    return "rebuild"
 
 
 def defaults() -> dict[str, Any]:
@@ -334,6 +345,7 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
         hold_frames=int(v["hold_frames"]),
     )
     config.validate()
+    check_detector_settings(config.detector, config.detector_settings)
     return config
 
 
@@ -372,8 +384,10 @@ def render_parameters_yaml() -> str:
             note += f" [{' | '.join(param.choices)}]"
         if param.bounds:
             note += f" [{param.bounds[0]:g}..{param.bounds[1]:g}]"
-        if param.rebuild:
-            note += " (changing it rebuilds the pipeline)"
+        note += {
+            "at configure": " (read at configure: change it while unconfigured)",
+            "rebuild": " (changing it rebuilds the pipeline)",
+        }.get(when_applied(param.name), "")
         lines.append(f"    # {note}")
         lines.append(f"    {param.name}: {json.dumps(param.default)}")
     return "\n".join(lines) + "\n"
@@ -390,7 +404,7 @@ def render_parameters_markdown() -> str:
     import json
 
     lines = [
-        "| parameter | type | default | allowed | rebuilds | description |",
+        "| parameter | type | default | allowed | a change applies | description |",
         "|---|---|---|---|---|---|",
     ]
     for param in PARAMETERS:
@@ -402,7 +416,7 @@ def render_parameters_markdown() -> str:
         description = param.description.replace("|", "\\|").replace("<", "&lt;")
         lines.append(
             f"| `{param.name}` | {param.kind} | `{json.dumps(param.default)}` | {allowed} | "
-            f"{'yes' if param.rebuild else ''} | {description} |"
+            f"{when_applied(param.name)} | {description} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,10 @@ PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 def _actions(context: LaunchContext) -> list:
     cameras = [c.strip() for c in LaunchConfiguration("cameras").perform(context).split(",")]
+    # A per-camera identity file names its cameras, so it is read only when given: the
+    # example (config/identities.yaml) names front/image_raw and rear/image_raw, and a node
+    # given other cameras would refuse it.
+    identities = LaunchConfiguration("identities_file").perform(context)
     actions = []
     if not os.environ.get(PROFILE_ENV):  # camera-sized Fast DDS buffers (config/fastdds.xml)
         profile = LaunchConfiguration("fastdds_profile").perform(context)
@@ -28,7 +32,7 @@ def _actions(context: LaunchContext) -> list:
             output="screen",
             parameters=[
                 LaunchConfiguration("params_file"),
-                LaunchConfiguration("identities_file"),
+                *([identities] if identities else []),
                 {
                     "input_topics": [c for c in cameras if c],
                     "input_transport": LaunchConfiguration("transport"),
@@ -62,8 +66,9 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "identities_file",
-                default_value=str(share / "config" / "identities.yaml"),
-                description="identity policies per camera (config/identities.yaml)",
+                default_value="",
+                description="identity policies per camera, naming these cameras (for method "
+                "ciagan; example: config/identities.yaml); none by default",
             ),
             DeclareLaunchArgument(
                 "model_path", default_value="", description="generator model file"

@@ -452,6 +452,9 @@ def test_a_16_bit_frame_with_a_full_scale_banner_still_has_its_face_found(blur, 
         ["--threshold", "nan"],
         ["--min-face", "nan"],
         ["--min-face", "5000"],
+        ["--min-face", "30"],  # untouched 24 px faces are identifiable
+        ["--threshold", "0.9"],  # CenterFace misses faces above 0.7
+        ["--detector", "ensemble", "--threshold", "0.5"],  # would be ignored
         ["--batch", "0"],
         ["--hold-frames", "-1"],
     ],

@@ -14,6 +14,7 @@ from ciagan_ros.parameters import (
     BY_NAME,
     PARAMETERS,
     anonymizer_config,
+    camera_identities,
     check_values,
     defaults,
     load_parameters_yaml,
@@ -73,6 +74,10 @@ def test_the_defaults_are_the_cores_defaults():
         ("identity_policy", "pool", "non-empty pool"),
         ("hold_frames", 301, "must be in 0..300"),
         ("no_such_parameter", 1, "unknown parameter"),
+        # Values that would make detection miss faces: refused at start (exit 2), not at build.
+        ("threshold", 0.9, r"threshold must be in \(0, 0.7\]"),
+        ("threshold", 0.0, r"threshold must be in \(0, 0.7\]"),
+        ("min_face", 30.0, r"must be in 0..24"),
     ],
 )
 def test_an_invalid_value_is_rejected_with_its_reason(tmp_path, name, value, message):
@@ -203,3 +208,18 @@ def test_launch_files_pass_lists_of_strings_and_the_dds_profile(launch_file):
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert "SetEnvironmentVariable" in names  # config/fastdds.xml unless the user set one
     assert "fastdds.xml" in (ROOT / "launch" / launch_file).read_text()
+
+
+def test_multi_camera_reads_an_identities_file_only_when_given():
+    """The example identities file names front/image_raw and rear/image_raw; loaded by default,
+    it made the node refuse any other cameras (camera_identities names topics not in
+    input_topics: exit 2)."""
+    path = ROOT / "launch" / "multi_camera.launch.py"
+    assert _launch_arguments(path)["identities_file"] == ""
+    values = {
+        **load_parameters_yaml(ROOT / "config" / "anonymizer.yaml"),
+        "input_topics": ["left/image_raw"],
+    }
+    anonymizer_config(values)  # what the launch file passes for other cameras: valid
+    with pytest.raises(ConfigError, match="not in input_topics"):
+        camera_identities({**values, **load_parameters_yaml(ROOT / "config" / "identities.yaml")})

@@ -55,13 +55,15 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, method: bool = True) -
         "--threshold",
         type=float,
         default=None,
-        help="detector score threshold (backend units; default: backend's own)",
+        help="detector score threshold (backend units; default: backend's own; centerface: "
+        "at most 0.7, higher misses faces; not for ensemble)",
     )
     p.add_argument(
         "--min-face",
         type=float,
         default=_DETECTION.min_face_size,
-        help=f"smallest face side in pixels (default: {_DETECTION.min_face_size:g})",
+        help=f"smallest face side in pixels (default: {_DETECTION.min_face_size:g}; at most "
+        "24: larger faces are identifiable)",
     )
     p.add_argument(
         "--detector-precision",

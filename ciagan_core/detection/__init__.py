@@ -24,7 +24,8 @@ def _dlib(settings: DetectorSettings) -> Detector:
 def _ensemble(settings: DetectorSettings) -> Detector:
     from ciagan_core.detection.ensemble import EnsembleDetector
 
-    # Member thresholds are in different units: each member keeps its own default.
+    # Member thresholds are in different units: each member keeps its own default (a
+    # threshold given for the ensemble is refused by check_detector_settings).
     member_settings = replace(settings, score_threshold=None)
     return EnsembleDetector([_centerface(member_settings), _dlib(member_settings)])
 
@@ -36,9 +37,26 @@ DETECTORS: dict[str, Callable[[DetectorSettings], Detector]] = {
 }
 
 
+def check_detector_settings(name: str, settings: DetectorSettings) -> None:
+    """ConfigError for settings that would make detector ``name`` miss faces or that it would
+    ignore, before anything is built (the node checks its parameters with this at start)."""
+    settings.validate()
+    if name == "ensemble" and settings.score_threshold is not None:
+        raise ConfigError(
+            "the ensemble detector keeps each member's own default threshold (their units "
+            "differ); a threshold applies to centerface or dlib"
+        )
+    if name == "centerface" and settings.score_threshold is not None:
+        from ciagan_core.detection.centerface import check_threshold
+
+        check_threshold(float(settings.score_threshold))
+
+
 def create_detector(name: str, settings: DetectorSettings | None = None) -> Detector:
     """Build the detector registered under ``name``."""
     settings = settings or DetectorSettings()
+    if name in DETECTORS:
+        check_detector_settings(name, settings)
     settings.validate()
     try:
         factory = DETECTORS[name]

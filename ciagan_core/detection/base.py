@@ -12,8 +12,10 @@ from ciagan_core.errors import ConfigError
 from ciagan_core.faces import FaceBox
 
 PRECISIONS = ("int8", "fp32")
-#: The largest smallest-face setting accepted: anything larger ignores ordinary faces.
-MAX_MIN_FACE = 256.0
+#: The largest smallest-face setting accepted. Untouched faces 24 px wide are still identified
+#: 89% of the time (benchmarks/results/privacy_cpu.md), so a larger minimum would let
+#: identifiable faces through.
+MAX_MIN_FACE = 24.0
 
 
 @dataclass(frozen=True)
