@@ -222,11 +222,26 @@ def _inside_any(path: str, folders: list[str]) -> bool:
 
 
 def read_image(path: Path) -> np.ndarray:
+    """The image as it is shown: a photo whose EXIF orientation says "rotate" (phones store
+    portraits sideways) is turned upright, so that detection sees upright faces and the
+    output (written without EXIF) shows as the input did. Depth, alpha and grey are kept."""
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise InputError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
+    if (image.ndim == 2 or image.shape[2] == 3) and _has_exif(data):
+        # IMREAD_UNCHANGED ignores the orientation; these flags keep depth and colour and
+        # apply it. (An alpha image with an orientation tag stays as stored.)
+        upright = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+        if upright is not None and upright.dtype == image.dtype and upright.ndim == image.ndim:
+            image = upright
     return image
+
+
+def _has_exif(data: np.ndarray) -> bool:
+    """JPEG with an EXIF segment, or TIFF (whose tags hold the orientation)."""
+    head = data[:65536].tobytes()
+    return b"Exif\x00\x00" in head or head[:4] in (b"II*\x00", b"MM\x00*")
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
