@@ -9,8 +9,10 @@ detector missed from both sides, and scans the bytes of every other topic for en
 the second anonymizes (generator calls batched across time) and writes. Every other message is
 copied byte for byte with its connection (type, definition, serialization format, offered QoS)
 and timestamp. Fail closed: a topic whose type (its parsed definition, at any depth) holds
-images or video, has a byte array that can hold pixels, or is defined nowhere (it cannot be
-checked), and a topic whose bytes hold a JPEG or PNG, stop the run unless kept raw on purpose.
+images or video, has a byte array that can hold pixels, is shaped like an image (width, height
+and an array of numbers), or is defined nowhere (it cannot be checked), and a topic whose
+messages hold a JPEG or PNG (raw, base64 or hex), a colored or organized intensity point cloud
+or an array laid out like an image, stop the run unless kept raw on purpose.
 The output is written to a temporary folder beside OUT and renamed only when complete, never
 onto anything this run did not check at the start; the input is never modified. A frame whose
 anonymization fails is written pixelated whole, never raw.
@@ -796,21 +798,47 @@ FIXED_BYTES_PIXELS = 1024
 #: and Int8MultiArray are opaque bytes that hold a frame or a JPEG as readily as anything else.
 SAFE_BYTE_HOLDERS = {
     "sensor_msgs/msg/PointCloud2": "points (x, y, z, intensity, ...) laid out by its fields; "
-    "one whose points carry color is a camera's image in 3D and stops the run (_colored_cloud)",
+    "one whose points carry color (a camera's image in 3D), or an organized one with a field "
+    "besides x, y, z (an intensity image), stops the run (_cloud_problem)",
     "nav_msgs/msg/OccupancyGrid": "a map's cells (-1..100), not a camera's pixels",
     "map_msgs/msg/OccupancyGridUpdate": "a part of such a map (Nav2's costmap updates)",
     "rcl_interfaces/msg/ParameterValue": "a node parameter's bytes (/parameter_events)",
     "visualization_msgs/msg/MeshFile": "an RViz mesh file (textures inside are found by the "
     "scan; the Marker holding it also holds a CompressedImage texture, which stops the run)",
 }
+#: Standard types shaped like an image (integer width and height, and an array of numbers)
+#: that hold no camera pixels, and why; trusted like ``SAFE_BYTE_HOLDERS`` (only under their
+#: standard definition), and their messages checked (``_content_problem``).
+SAFE_SHAPED_HOLDERS = {
+    "sensor_msgs/msg/CameraInfo": "a camera's calibration: its d holds the distortion "
+    "coefficients (more than MAX_DISTORTION of them stop the run)",
+}
+#: The element types of an array of numbers (msg and IDL names, as rosbags parses them).
+_INTEGER_TYPES = frozenset(
+    {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", *_BYTE_TYPES}
+)
+_NUMBER_TYPES = _INTEGER_TYPES | {"float32", "float64", "float128"}
+#: Integer fields that give a type an image's shape, when they come with an array of numbers.
+_SHAPE_FIELDS = (("width", "height"), ("rows", "cols"), ("rows", "columns"))
+#: std_msgs' MultiArrayLayout: a layout with two or more dimensions this long is an image's.
+LAYOUT = "std_msgs/msg/MultiArrayLayout"
+ARRAY_SIDE = 16
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+#: More distortion coefficients than this are no camera model's (OpenCV's most: 14).
+MAX_DISTORTION = 64
 #: The standard definitions of ``SAFE_BYTE_HOLDERS`` that no distro's typestore has.
 _SAFE_REFERENCES = {
     "map_msgs/msg/OccupancyGridUpdate": (
         "std_msgs/Header header\nint32 x\nint32 y\nuint32 width\nuint32 height\nint8[] data\n"
     ),
 }
-#: Point clouds: their color fields (or channels) are checked per message (``_colored_cloud``).
+#: Point clouds: their fields (or channels) are checked per message (``_cloud_problem``).
 CLOUDS = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/PointCloud")
+#: Types whose messages are checked one by one for an image's shape (``_content_problem``).
+CHECKED_TYPES = (*CLOUDS, LAYOUT, CAMERA_INFO)
+#: The only fields of an organized point cloud that make no image of the scene (a depth map's
+#: points); "" and "_" name padding.
+_GEOMETRY_FIELDS = frozenset({"x", "y", "z", "", "_"})
 #: Names of a point cloud's color fields.
 _COLOR_FIELDS = frozenset(
     {"rgb", "rgba", "bgr", "bgra", "argb", "r", "g", "b", "red", "green", "blue", "color"}
@@ -937,12 +965,12 @@ def _same_fields(one: Any, two: Any) -> bool:
 
 
 def _safe_holders(store: Any, standard: Any) -> set[str]:
-    """The ``SAFE_BYTE_HOLDERS`` the reader knows under their standard definition (the
-    distro's, else the newest ROS 2's, else ``_SAFE_REFERENCES``)."""
+    """The ``SAFE_BYTE_HOLDERS`` and ``SAFE_SHAPED_HOLDERS`` the reader knows under their
+    standard definition (the distro's, else the newest ROS 2's, else ``_SAFE_REFERENCES``)."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     safe, latest = set(), None
-    for name in SAFE_BYTE_HOLDERS:
+    for name in (*SAFE_BYTE_HOLDERS, *SAFE_SHAPED_HOLDERS):
         have = store.fielddefs.get(name)
         if have is None:
             continue
@@ -964,7 +992,8 @@ class _Finding:
     images: str | None = None  # an image or video type, at any depth
     undefined: str | None = None  # a type nothing defines, at any depth
     pixels: str | None = None  # a byte array outside the safe holders
-    cloud: bool = False  # holds a point cloud (its color fields are checked per message)
+    shaped: str | None = None  # a type shaped like an image: width, height, numbers
+    checked: bool = False  # holds a CHECKED_TYPES (its messages are checked one by one)
 
 
 def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
@@ -977,8 +1006,8 @@ def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
         if name in CARRIER_TYPES:
             found.images = found.images or f"{path}: {name}"
             return
-        if name in CLOUDS:
-            found.cloud = True
+        if name in CHECKED_TYPES:
+            found.checked = True
         if name in safe:
             return
         fields = store.fielddefs.get(name)
@@ -988,6 +1017,8 @@ def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
         if name in seen:
             return
         seen.add(name)
+        if found.shaped is None and (shape := _image_shape(store, name, safe)):
+            found.shaped = f"{path}: {shape}"
         for member, (kind, value) in fields[1]:
             where = f"{path}.{member}"
             if kind == Nodetype.NAME:
@@ -1009,6 +1040,111 @@ def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
     return found
 
 
+def _shape_fields(store: Any, name: str, safe: set[str]) -> str | None:
+    """The integer fields that give ``name`` an image's shape (width and height, or rows and
+    cols), its own or those of a field that holds a message (not a safe holder), or None."""
+    from rosbags.interfaces import Nodetype
+
+    def own(fields: list) -> tuple[str, str] | None:
+        ints = {
+            member
+            for member, (kind, value) in fields
+            if kind == Nodetype.BASE and value[0] in _INTEGER_TYPES
+        }
+        return next((pair for pair in _SHAPE_FIELDS if set(pair) <= ints), None)
+
+    fields = store.fielddefs[name][1]
+    if pair := own(fields):
+        return f"{pair[0]} and {pair[1]}"
+    for member, (kind, value) in fields:
+        inner = store.fielddefs.get(value) if kind == Nodetype.NAME and value not in safe else None
+        if inner is not None and (pair := own(inner[1])):
+            return f"{member}.{pair[0]} and {member}.{pair[1]}"
+    return None
+
+
+def _numbers_in(store: Any, name: str, safe: set[str], within: frozenset = frozenset()):
+    """How many numbers a message of type ``name`` can hold in arrays, at any depth (inf: a
+    variable-length one), and the array that holds the most (None: none). An array of
+    messages counts the numbers in their arrays, or, for a pixel (``_pixel_struct``), its
+    numbers. The safe holders, and image types (judged elsewhere), count as none."""
+    from rosbags.interfaces import Nodetype
+
+    fields = store.fielddefs.get(name)
+    if fields is None or name in safe or name in CARRIER_TYPES or name in within:
+        return 0, None
+    within = within | {name}
+    total, most = 0, (0, None)
+    for member, (kind, value) in fields[1]:
+        if kind == Nodetype.NAME:
+            numbers, path = _numbers_in(store, value, safe, within)
+            path = path and f"{member}.{path}"
+        elif kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (inner_kind, inner), size = value
+            if inner_kind == Nodetype.BASE:
+                each, element = int(inner[0] in _NUMBER_TYPES), inner[0]
+            elif inner_kind == Nodetype.NAME:
+                each = _numbers_in(store, inner, safe, within)[0] or _pixel_struct(store, inner)
+                element = inner
+            else:
+                each = 0
+            if not each:
+                continue
+            variable = kind == Nodetype.SEQUENCE
+            numbers = float("inf") if variable else size * each
+            path = f"{member} ({element}{'[]' if variable else f'[{size}]'})"
+        else:
+            continue
+        total += numbers
+        if path is not None and numbers > most[0]:
+            most = (numbers, path)
+    return total, most[1]
+
+
+def _pixel_struct(store: Any, name: str) -> int:
+    """How many numbers a pixel-like message type holds (nothing but 1 to 4 numbers, such as
+    a gray value, or r, g, b and a), else 0."""
+    from rosbags.interfaces import Nodetype
+
+    fields = store.fielddefs.get(name)
+    if not fields or not 0 < len(fields[1]) <= 4:
+        return 0
+    numbers = all(k == Nodetype.BASE and v[0] in _NUMBER_TYPES for _, (k, v) in fields[1])
+    return len(fields[1]) if numbers else 0
+
+
+def _image_shape(store: Any, name: str, safe: set[str]) -> str | None:
+    """Why the message type ``name`` is shaped like an image, or None: integer width and
+    height (or rows and cols; ``_shape_fields``) with arrays that can hold a 32x32 frame's
+    numbers (``FIXED_BYTES_PIXELS``: a variable-length array of any int, uint or float type,
+    or of pixel-like messages, or fixed ones of that many), at any depth below it."""
+    shape = _shape_fields(store, name, safe)
+    if shape is None:
+        return None
+    numbers, first = _numbers_in(store, name, safe)
+    if numbers < FIXED_BYTES_PIXELS or first is None:
+        return None
+    return f"{shape}, and numbers in {first}"
+
+
+def _reaching(store: Any, msgtype: str) -> set[str]:
+    """The types, ``msgtype`` and those it holds at any depth, from which one of
+    ``CHECKED_TYPES`` can be reached."""
+    reach: dict[str, bool] = {}
+
+    def reaches(name: str) -> bool:
+        if name not in reach:
+            reach[name] = name in CHECKED_TYPES  # also ends a cycle
+            fields = store.fielddefs.get(name)
+            if fields is not None and name not in CHECKED_TYPES:
+                inner = [t for _, desc in fields[1] if (t := _nested(desc)) is not None]
+                reach[name] = any([reaches(t) for t in inner])
+        return reach[name]
+
+    reaches(msgtype)
+    return {name for name, yes in reach.items() if yes}
+
+
 def _byte_struct(store: Any, msgtype: str) -> bool:
     """Whether a message type is nothing but single bytes (such as a pixel's r, g, b)."""
     from rosbags.interfaces import Nodetype
@@ -1026,12 +1162,16 @@ class _Plan:
     #: Image topics the tool anonymizes (kept ones included).
     images: list = field(default_factory=list)
     #: Topics it cannot anonymize (images inside other types, video, types nothing defines,
-    #: byte arrays that can hold pixels, a malformed image type): to be kept explicitly.
+    #: byte arrays that can hold pixels, types shaped like an image, a malformed image type):
+    #: to be kept explicitly.
     flagged: list = field(default_factory=list)
     #: Topics copied byte for byte after their bytes are scanned for encoded images.
     scanned: list = field(default_factory=list)
-    #: Connection ids whose messages hold point clouds (their color fields are checked).
-    clouds: set = field(default_factory=set)
+    #: Connection ids whose messages hold ``CHECKED_TYPES`` (point clouds, array layouts,
+    #: camera calibrations: checked one by one, ``_content_problem``).
+    checked: set = field(default_factory=set)
+    #: The types from which a ``CHECKED_TYPES`` can be reached (where to look for them).
+    reaching: set = field(default_factory=set)
     #: The refusals for flagged topics that are not kept.
     problems: list[str] = field(default_factory=list)
     kept: frozenset = frozenset()
@@ -1044,14 +1184,15 @@ class _Plan:
 def _classify(reader: Any, settings: BagSettings, standard: Any, distro: str) -> _Plan:
     """Judge every connection by its type's parsed definition (the bag's, the distro's, or
     Foxglove's): an image type is anonymized; a type that holds images or video, a type
-    nothing defines (it cannot be checked), and a type with a byte array that can hold pixels
-    (outside ``SAFE_BYTE_HOLDERS``) stop the run unless kept; every other topic is copied,
-    its bytes scanned for encoded images first."""
+    nothing defines (it cannot be checked), a type with a byte array that can hold pixels
+    (outside ``SAFE_BYTE_HOLDERS``), and a type shaped like an image (``_image_shape``, outside
+    ``SAFE_SHAPED_HOLDERS``) stop the run unless kept; every other topic is copied, its
+    messages checked for images first (``_check_content``)."""
     store = reader.typestore
     kept = frozenset(settings.keep_topics)
     safe = _safe_holders(store, standard)
     plan = _Plan(kept=kept)
-    hidden, undefined, pixels, malformed = {}, {}, {}, {}
+    hidden, undefined, pixels, shaped, malformed = {}, {}, {}, {}, {}
     for c in reader.connections:
         fields = store.fielddefs.get(c.msgtype)
         if c.msgtype in IMAGE_TYPES and fields is not None:
@@ -1068,11 +1209,14 @@ def _classify(reader: Any, settings: BagSettings, standard: Any, distro: str) ->
             undefined[c.topic] = (c.msgtype, found.undefined)
         elif found.pixels:
             pixels[c.topic] = found.pixels
+        elif found.shaped:
+            shaped[c.topic] = found.shaped
         else:
             if c.topic not in kept:
                 plan.scanned.append(c)
-                if found.cloud:
-                    plan.clouds.add(c.id)
+                if found.checked:
+                    plan.checked.add(c.id)
+                    plan.reaching |= _reaching(store, c.msgtype)
             continue
         plan.flagged.append(c)
     if bad := sorted(set(hidden) - kept):
@@ -1095,6 +1239,13 @@ def _classify(reader: Any, settings: BagSettings, standard: Any, distro: str) ->
             f"({'; '.join(pixels[t] for t in bad)}), in no image type the tool knows: they "
             "cannot be anonymized"
         )
+    if bad := sorted(set(shaped) - kept):
+        plan.problems.append(
+            f"topics {bad} have types shaped like an image, integer width and height (or rows "
+            f"and cols) with arrays of numbers that can hold camera pixels "
+            f"({'; '.join(shaped[t] for t in bad)}), in no image type the tool knows: they "
+            "cannot be anonymized"
+        )
     if bad := sorted(set(malformed) - kept):
         plan.problems.append(
             f"topics {bad}: their image type's definition in the bag lacks the image "
@@ -1112,6 +1263,13 @@ _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 #: At most this many candidates per magic and message are decoded (cost on hostile data).
 _MAX_CANDIDATES = 8
 _BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+=*")
+#: Hex text (lowercased) of a JPEG's and a PNG's first bytes, the bytes apart or not (by
+#: whitespace, commas or colons; "0x" before each or not); and such text's whole run.
+_HEX_APART = rb"[\s,:]*(?:0x)?"
+_HEX_MAGICS = tuple(
+    re.compile(_HEX_APART.join(magic.hex(" ").encode().split())) for magic in (_JPEG, _PNG)
+)
+_HEX_RUN = re.compile(rb"(?:(?:0x)?[0-9a-f]{2}[\s,:]*)+")
 
 
 def _jpeg_end(data: bytes, start: int) -> int | None:
@@ -1170,8 +1328,8 @@ def _encoded_image(data: bytes) -> str | None:
 
 def _embedded_image(data: bytes) -> str | None:
     """What encoded image ``data`` (a message's serialized bytes) holds, or None: a JPEG or
-    PNG anywhere in it, raw or base64 (as text); each candidate its magic bytes point to is
-    confirmed by decoding it (cv2.imdecode), so random bytes are never taken for one."""
+    PNG anywhere in it, raw, base64 or hex (as text); each candidate its magic bytes point to
+    is confirmed by decoding it (cv2.imdecode), so random bytes are never taken for one."""
     import base64
     import binascii
 
@@ -1190,27 +1348,97 @@ def _embedded_image(data: bytes) -> str | None:
             if found := _encoded_image(decoded):
                 return f"{found} (base64)"
             pos = data.find(magic, pos + 1)
+    return _hex_image(data)
+
+
+def _hex_image(data: bytes) -> str | None:
+    """A JPEG or PNG written in hex inside ``data`` (any case, the bytes apart or not), as
+    found by ``_embedded_image``."""
+    lower = data.lower()
+    for pattern in _HEX_MAGICS:
+        for _, found in zip(range(_MAX_CANDIDATES), pattern.finditer(lower), strict=False):
+            text = _HEX_RUN.match(lower, found.start()).group()
+            digits = text.translate(None, b" \t\r\n\v\f,:").replace(b"0x", b"")
+            if image := _encoded_image(bytes.fromhex(digits[: len(digits) // 2 * 2].decode())):
+                return f"{image} (hex)"
     return None
 
 
-def _colored_cloud(msg: Any) -> str | None:
-    """The color field of a point cloud in ``msg`` (itself or in any field, any depth):
-    sensor_msgs/PointCloud2's fields, or sensor_msgs/PointCloud's channels."""
-    named = None
-    if hasattr(msg, "fields") and hasattr(msg, "point_step") and hasattr(msg, "data"):
-        named = msg.fields
-    elif hasattr(msg, "channels") and hasattr(msg, "points"):
-        named = msg.channels
-    if named is not None:
-        for item in named:
-            if str(item.name).lower() in _COLOR_FIELDS:
-                return str(item.name)
+def _cloud_problem(cloud: Any) -> str | None:
+    """What makes a point cloud an image, or None: points that carry color (sensor_msgs/
+    PointCloud2's fields, or sensor_msgs/PointCloud's channels), or, organized (height and
+    width over 1), a field besides x, y and z (intensity, reflectivity, ambient, ...): an
+    image of the scene, row by row. An unorganized one (a lidar's scan) may have intensity."""
+    named = getattr(cloud, "fields", None)
+    if named is None:
+        named = getattr(cloud, "channels", None) or []
+    names = [str(item.name) for item in named]
+    for name in names:
+        if name.lower() in _COLOR_FIELDS:
+            return (
+                f"a point cloud whose points carry color (field {name!r}): a camera's image in 3D"
+            )
+    height, width = int(getattr(cloud, "height", 1)), int(getattr(cloud, "width", 1))
+    if height > 1 and width > 1:
+        for name in names:
+            if name.lower() not in _GEOMETRY_FIELDS:
+                return (
+                    f"an organized point cloud of {width}x{height} points with field {name!r}: "
+                    "an image of the scene (a camera's, or a lidar's intensity image)"
+                )
+    return None
+
+
+def _layout_problem(layout: Any) -> str | None:
+    """An array layout (std_msgs/MultiArrayLayout) shaped like an image, or None: two or more
+    dimensions of ``ARRAY_SIDE`` or more."""
+    dims = list(getattr(layout, "dim", None) or [])
+    if sum(int(d.size) >= ARRAY_SIDE for d in dims) < 2:
         return None
-    for value in getattr(msg, "__dict__", {}).values():
-        items = value if isinstance(value, list) else [value]
-        for item in items:
-            if hasattr(item, "__dict__") and (name := _colored_cloud(item)):
-                return name
+    shape = " x ".join(f"{d.size} ({d.label})" if d.label else str(d.size) for d in dims)
+    return (
+        f"an array of {shape} (its MultiArrayLayout): an image's shape (two or more "
+        f"dimensions of {ARRAY_SIDE} or more)"
+    )
+
+
+def _calibration_problem(info: Any) -> str | None:
+    """A sensor_msgs/CameraInfo whose distortion coefficients (d) can hold pixels, or None."""
+    coefficients = getattr(info, "d", None)
+    count = 0 if coefficients is None else len(coefficients)
+    if count <= MAX_DISTORTION:
+        return None
+    return (
+        f"a CameraInfo with {count} distortion coefficients (d): no camera model has that many "
+        "(OpenCV's most: 14); they can hold camera pixels"
+    )
+
+
+_CHECKS = {
+    **dict.fromkeys(CLOUDS, _cloud_problem),
+    LAYOUT: _layout_problem,
+    CAMERA_INFO: _calibration_problem,
+}
+
+
+def _content_problem(store: Any, msg: Any, msgtype: str, reaching: set[str]) -> str | None:
+    """What a message holds that is an image after all, or None: each of ``CHECKED_TYPES`` in
+    it, at any depth (only the fields that can lead to one are read), judged by
+    ``_CHECKS``."""
+    from rosbags.interfaces import Nodetype
+
+    if msgtype in _CHECKS:
+        return _CHECKS[msgtype](msg)
+    fields = store.fielddefs.get(msgtype)
+    for member, desc in fields[1] if fields is not None else ():
+        inner = _nested(desc)
+        if inner is None or inner not in reaching:
+            continue
+        value = getattr(msg, member, None)
+        many = desc[0] in (Nodetype.ARRAY, Nodetype.SEQUENCE) and value is not None
+        for item in value if many else [value]:
+            if item is not None and (what := _content_problem(store, item, inner, reaching)):
+                return what
     return None
 
 
@@ -1218,11 +1446,9 @@ def _check_content(reader: Any, connection: Any, raw: Any, index: int, plan: _Pl
     """Stop when a message of a topic about to be copied holds an image after all."""
     data = raw if isinstance(raw, bytes) else bytes(raw)
     what = _embedded_image(data)
-    color = None
-    if what is None and connection.id in plan.clouds:
-        color = _colored_cloud(reader.deserialize(data, connection.msgtype))
-    if color is not None:
-        what = f"a point cloud whose points carry color (field {color!r}): a camera's image in 3D"
+    if what is None and connection.id in plan.checked:
+        msg = reader.deserialize(data, connection.msgtype)
+        what = _content_problem(reader.typestore, msg, connection.msgtype, plan.reaching)
     if what is not None:
         raise BagError(
             f"topic {connection.topic} ({connection.msgtype}): its message {index} holds "

@@ -103,6 +103,10 @@ _PIXELS = (
     + SEPARATOR
     + "MSG: acme_msgs/Pixel\nuint8 b\nuint8 g\nuint8 r\n"
 )
+#: Pixels as a flat list of byte structs, no shape given: only the byte-struct rule sees it.
+_STRIP = (
+    "acme_msgs/Pixel[] pixels\n" + SEPARATOR + "MSG: acme_msgs/Pixel\nuint8 b\nuint8 g\nuint8 r\n"
+)
 _IDL = (
     SEPARATOR
     + "IDL: acme_msgs/msg/Shot\n"
@@ -187,6 +191,16 @@ def _pixel_messages(store, photo: np.ndarray) -> dict:
             ),
             lambda m: frame([(p.b, p.g, p.r) for p in m.pixels]),
         ),
+        "/perception/strip": (
+            "acme_msgs/msg/PixelStrip",
+            _STRIP,
+            lambda: types["acme_msgs/msg/PixelStrip"](
+                pixels=[
+                    types["acme_msgs/msg/Pixel"](b=b, g=g, r=r) for b, g, r in photo.reshape(-1, 3)
+                ],
+            ),
+            lambda m: frame([(p.b, p.g, p.r) for p in m.pixels]),
+        ),
         "/perception/shot": (
             "acme_msgs/msg/Shot",
             _IDL,
@@ -203,6 +217,7 @@ PIXEL_TOPICS = [
     "/viz/raw",
     "/perception/crops",
     "/perception/pixels",
+    "/perception/strip",
     "/perception/shot",
 ]
 
@@ -215,6 +230,7 @@ def _pixel_store():
             "acme_viz/msg/RawImage": _FOXGLOVE_LIKE,
             "acme_msgs/msg/Crops": _NESTED,
             "acme_msgs/msg/PixelArray": _PIXELS,
+            "acme_msgs/msg/PixelStrip": _STRIP,
             "acme_msgs/msg/Shot": _IDL,
         }
     )

@@ -56,12 +56,13 @@ def test_a_raising_pipeline_publishes_the_frame_pixelated_never_raw(photos):
     handler, published = _handler(["cam"])
     anonymizer = Anonymizer(AnonymizerConfig(), detector=_RaisingDetector())
     handler.set_anonymizers({"cam": anonymizer})
-    header = object()
-    handler.submit(InFrame("cam", photos[0], header, time.monotonic()))
+    header, context = object(), object()
+    handler.submit(InFrame("cam", photos[0], header, time.monotonic(), context))
     assert handler.process_pending() == 1
     [out] = published
     assert out.status == "error" and "detector crashed" in out.reason
     assert out.header is header  # the header travels unchanged
+    assert out.context is context  # the node encodes the output like its input message
     assert out.image.shape == photos[0].shape and _is_pixelated_whole(out.image, photos[0])
     assert handler.stats["cam"].failures == {"error": 1}
 
@@ -224,3 +225,37 @@ def test_frames_without_a_pipeline_say_why(photos):
     handler.submit(InFrame("cam", photos[0], "h", time.monotonic()))
     handler.process_pending()
     assert published[0].status == "no pipeline" and "not found" in published[0].reason
+
+
+def test_a_failed_frame_the_pipeline_cannot_read_is_dropped_and_says_so():
+    """A frame that cannot even be pixelated (a layout the pipeline does not read) is dropped;
+    the reason keeps the failure and adds why nothing was published."""
+    handler, published = _handler(["cam"])
+    bad = np.zeros((4, 4, 7), np.uint8)  # seven channels: no pipeline layout
+    handler.submit(InFrame("cam", bad, "h", time.monotonic(), "ctx"))
+    handler.process_pending()
+    assert published == []
+    out = handler._failed(InFrame("cam", bad, "h", time.monotonic(), "ctx"), "error", "boom")
+    assert out.image is None and out.context == "ctx"
+    assert out.reason.startswith("boom; frame dropped:")
+
+
+def test_a_frame_pixelated_whole_has_area_mean_cells_in_its_own_shape():
+    """Each of the 8 cells across is the mean of the pixels it covers (not a sample of one
+    pixel), and every layout comes back in its own shape and type."""
+    from ciagan_ros.frame_handler import pixelate_whole
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    out = pixelate_whole(frame)
+    assert out.shape == frame.shape and out.dtype == frame.dtype
+    cells = frame.reshape(4, 16, 8, 16, 3).mean(axis=(1, 3))  # 16x16 px cells, 8 across
+    assert np.abs(out[::16, ::16].astype(float) - cells).max() <= 1
+    for shape in ((64, 128, 1), (64, 128), (64, 128, 4)):
+        layered = rng.integers(0, 65535, shape, dtype=np.uint16)
+        assert pixelate_whole(layered).shape == shape
+    # Frames far wider or taller than 8 cells still get one cell across the short side.
+    wide = rng.integers(0, 256, (6, 1000, 3), dtype=np.uint8)
+    assert (pixelate_whole(wide) == pixelate_whole(wide)[0]).all()
+    tall = rng.integers(0, 256, (1000, 6, 3), dtype=np.uint8)
+    assert (pixelate_whole(tall) == pixelate_whole(tall)[:, :1]).all()

@@ -220,3 +220,64 @@ def test_the_bag_tool_anonymizes_every_raw_encoding(scene, tmp_path, storage):
         )
         share = unchanged_share(image_to_frame(before), image_to_frame(out), box)
         assert share <= 0.02, f"{key}: {share:.0%} of the face kept"
+
+
+def _encoded(frame: np.ndarray, encoding: str):
+    """An Image in ``encoding`` as the codec writes it (packed 4:2:2 has no helper above)."""
+    h, w = frame.shape[:2]
+    like = raw_message(frame, "nv12")
+    like = Image(
+        header=like.header,
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=w * 2,
+        data=np.zeros(h * w * 2, np.uint8),
+    )
+    return with_data(like, frame_to_image_data(frame, like))
+
+
+#: Where each encoding keeps chroma, and the pixels sharing one chroma sample.
+CHROMA = {
+    "nv12": ("semiplanar", [(0, 0), (0, 1), (1, 0), (1, 1)]),
+    "nv21": ("semiplanar", [(0, 0), (0, 1), (1, 0), (1, 1)]),
+    "yuv422": ("uyvy", [(0, 0), (0, 1)]),
+    "yuv422_yuy2": ("yuyv", [(0, 0), (0, 1)]),
+}
+
+
+@pytest.mark.parametrize("encoding", list(CHROMA))
+def test_chroma_shared_with_a_changed_pixel_is_never_kept_from_the_input(encoding):
+    """Neighbours share chroma (a pixel pair in 4:2:2, a 2x2 block in NV12/NV21). The input's
+    chroma bytes may be kept only where every pixel sharing them is unchanged: one changed
+    pixel of the pair or block (any of them) is enough for new chroma; its unchanged
+    neighbours keep their own luma bytes."""
+    rng = np.random.default_rng(3)
+    frame = rng.integers(40, 215, (16, 24, 3), dtype=np.uint8)
+    kind, members = CHROMA[encoding]
+    msg = raw_message(frame, encoding) if kind == "semiplanar" else _encoded(frame, encoding)
+    decoded = image_to_frame(msg)
+    original = np.asarray(msg.data, np.uint8)
+    h, w = frame.shape[:2]
+    replaced = []
+    for dy, dx in members:
+        anonymized = decoded.copy()
+        rows = slice(dy, None, 2) if kind == "semiplanar" else slice(None)  # 4:2:2: every row
+        anonymized[rows, dx::2] = 255 - anonymized[rows, dx::2]  # one pixel of every group
+        out = frame_to_image_data(anonymized, msg, original=decoded)
+        fresh = frame_to_image_data(anonymized, msg)  # every byte from the anonymized frame
+        if kind == "semiplanar":
+            chroma = slice(h * w, None)
+            luma_kept = np.ones((h, w), bool)
+            luma_kept[dy::2, dx::2] = False
+            assert (out[: h * w][luma_kept.ravel()] == original[: h * w][luma_kept.ravel()]).all()
+        else:
+            start = 0 if kind == "uyvy" else 1
+            chroma = np.zeros(out.size, bool)
+            chroma[start::2] = True
+        assert (out[chroma] == fresh[chroma]).all(), (encoding, dy, dx)
+        replaced.append((out[chroma] != original[chroma]).mean())
+    # The encoder may take a group's chroma from some of its pixels only; with those changed,
+    # the input's chroma is gone (so keeping it would show).
+    assert max(replaced) > 0.5
