@@ -190,8 +190,8 @@ PARAMETERS: tuple[Param, ...] = (
         "threshold",
         -1.0,
         "detector score threshold in the backend's units (-1: the "
-        "backend's recall-oriented default; centerface: at most 0.7, higher misses faces; "
-        "not for ensemble)",
+        "backend's recall-oriented default; centerface: in (0, 0.7], dlib: -1..0, higher "
+        "misses faces; not for ensemble)",
         bounds=(-1.0, 1.0),
     ),
     Param(
@@ -327,7 +327,8 @@ def anonymizer_config(values: Mapping[str, Any]) -> AnonymizerConfig:
         fallback_method=v["fallback_method"],
         detector=v["detector"],
         detector_settings=DetectorSettings(
-            score_threshold=None if v["threshold"] < 0 else float(v["threshold"]),
+            # -1 means the backend's default; dlib's other negative margins are its own values
+            score_threshold=None if v["threshold"] == -1 else float(v["threshold"]),
             min_face_size=float(v["min_face"]),
             max_input_side=int(v["max_input_side"]),
             precision=v["detector_precision"],

@@ -280,7 +280,8 @@ def test_sigterm_during_a_video_leaves_no_partial_video_and_says_so(
     assert summary["interrupted"] is True and summary["outputs"] == []
 
 
-def test_a_phone_photo_stored_sideways_is_anonymized_upright(tmp_path, shared_dir):
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
+def test_a_phone_photo_stored_sideways_is_anonymized_upright(tmp_path, shared_dir, suffix):
     """Phones store portraits sideways with an EXIF orientation tag. The face must be found as
     it is shown (upright), and the output, written without EXIF, must show as the input did:
     read as stored, the face was sideways to the detector and came out sideways."""
@@ -291,13 +292,14 @@ def test_a_phone_photo_stored_sideways_is_anonymized_upright(tmp_path, shared_di
     photo = pil.fromarray(stored[..., ::-1])
     exif = photo.getexif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
-    source = tmp_path / "phone.jpg"
+    source = tmp_path / f"phone{suffix}"
     photo.save(source, exif=exif, quality=95)
     out = tmp_path / "out.jpg"
     assert main(["anonymize", str(source), "-o", str(out), "--no-progress"]) == 0
     result = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert result.shape == upright.shape  # upright, as the input is shown
     shown = cv2.imread(str(source))  # OpenCV's imread applies the orientation
+    assert shown.shape == upright.shape
     face = (slice(y0, y1), slice(x0, x1))
     unchanged = (np.abs(result[face].astype(int) - shown[face]).max(axis=-1) <= 8).mean()
     assert unchanged < 0.2, unchanged

@@ -78,6 +78,7 @@ def test_the_defaults_are_the_cores_defaults():
         ("threshold", 0.9, r"threshold must be in \(0, 0.7\]"),
         ("threshold", 0.0, r"threshold must be in \(0, 0.7\]"),
         ("min_face", 30.0, r"must be in 0..24"),
+        ("threshold", -0.5, r"threshold must be in \(0, 0.7\]"),  # centerface: no margins
     ],
 )
 def test_an_invalid_value_is_rejected_with_its_reason(tmp_path, name, value, message):
@@ -223,3 +224,16 @@ def test_multi_camera_reads_an_identities_file_only_when_given():
     anonymizer_config(values)  # what the launch file passes for other cameras: valid
     with pytest.raises(ConfigError, match="not in input_topics"):
         camera_identities({**values, **load_parameters_yaml(ROOT / "config" / "identities.yaml")})
+
+
+def test_dlib_margins_reach_the_node_and_minus_one_is_the_default():
+    """-1 is the backend's default; any other value is the backend's own (dlib: -1..0)."""
+    values = {**defaults(), "detector": "dlib"}
+    assert (
+        anonymizer_config({**values, "threshold": -1.0}).detector_settings.score_threshold is None
+    )
+    assert (
+        anonymizer_config({**values, "threshold": -0.5}).detector_settings.score_threshold == -0.5
+    )
+    with pytest.raises(ConfigError, match=r"margin in -1\.\.0"):
+        anonymizer_config({**values, "threshold": 0.9})

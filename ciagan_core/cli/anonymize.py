@@ -223,25 +223,19 @@ def _inside_any(path: str, folders: list[str]) -> bool:
 
 def read_image(path: Path) -> np.ndarray:
     """The image as it is shown: a photo whose EXIF orientation says "rotate" (phones store
-    portraits sideways) is turned upright, so that detection sees upright faces and the
-    output (written without EXIF) shows as the input did. Depth, alpha and grey are kept."""
+    portraits sideways; JPEG, PNG, WebP and TIFF can carry the tag) is turned upright, so that
+    detection sees upright faces and the output (written without EXIF) shows as the input did.
+    Depth and grey are kept, and alpha (an image with alpha keeps its stored orientation)."""
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    # These flags keep depth and colour and apply the orientation (IMREAD_UNCHANGED ignores it).
+    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
     if image is None:
         raise InputError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
-    if (image.ndim == 2 or image.shape[2] == 3) and _has_exif(data):
-        # IMREAD_UNCHANGED ignores the orientation; these flags keep depth and colour and
-        # apply it. (An alpha image with an orientation tag stays as stored.)
-        upright = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-        if upright is not None and upright.dtype == image.dtype and upright.ndim == image.ndim:
-            image = upright
+    if data[:3].tobytes() != b"\xff\xd8\xff":  # JPEG has no alpha; the others may
+        stored = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if stored is not None and stored.ndim == 3 and stored.shape[2] == 4:
+            image = stored
     return image
-
-
-def _has_exif(data: np.ndarray) -> bool:
-    """JPEG with an EXIF segment, or TIFF (whose tags hold the orientation)."""
-    head = data[:65536].tobytes()
-    return b"Exif\x00\x00" in head or head[:4] in (b"II*\x00", b"MM\x00*")
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

@@ -56,7 +56,7 @@ def add_pipeline_arguments(p: argparse.ArgumentParser, *, method: bool = True) -
         type=float,
         default=None,
         help="detector score threshold (backend units; default: backend's own; centerface: "
-        "at most 0.7, higher misses faces; not for ensemble)",
+        "in (0, 0.7], dlib: -1..0; higher misses faces; not for ensemble)",
     )
     p.add_argument(
         "--min-face",

@@ -50,6 +50,10 @@ def check_detector_settings(name: str, settings: DetectorSettings) -> None:
         from ciagan_core.detection.centerface import check_threshold
 
         check_threshold(float(settings.score_threshold))
+    if name == "dlib" and settings.score_threshold is not None:
+        from ciagan_core.detection.dlib_hog import check_threshold as check_margin
+
+        check_margin(float(settings.score_threshold))
 
 
 def create_detector(name: str, settings: DetectorSettings | None = None) -> Detector:

@@ -9,6 +9,19 @@ from ciagan_core.detection.base import DetectorSettings, keep_large_enough
 from ciagan_core.errors import BackendUnavailableError, ConfigError
 from ciagan_core.faces import FaceBox
 
+#: dlib's SVM margin: its default, 0, is the highest accepted. On 80 shared CelebA photos it
+#: finds a face in all 80 at -0.5 and 0, in 75 at 0.5 and in 63 at 1.0.
+MAX_THRESHOLD = 0.0
+
+
+def check_threshold(threshold: float) -> None:
+    """ConfigError unless ``threshold`` is a dlib margin that still finds faces."""
+    if not -1.0 <= threshold <= MAX_THRESHOLD:  # also refuses NaN
+        raise ConfigError(
+            f"dlib's threshold is an SVM margin in -1..{MAX_THRESHOLD:g}, got {threshold} "
+            "(default 0; higher values miss faces, which would pass untouched)"
+        )
+
 
 class DlibHogDetector:
     """``dlib.get_frontal_face_detector`` with upsampling and an SVM-margin threshold."""
@@ -24,11 +37,7 @@ class DlibHogDetector:
             ) from exc
         self.settings = settings or DetectorSettings()
         self.threshold = float(self.settings.score_threshold or 0.0)
-        if not -1.0 <= self.threshold <= 1.0:
-            raise ConfigError(
-                f"dlib's threshold is an SVM margin in -1..1, got {self.threshold} "
-                "(default 0; higher values miss faces)"
-            )
+        check_threshold(self.threshold)
         self._detector = dlib.get_frontal_face_detector()
 
     def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
