@@ -69,7 +69,7 @@ def fail_closed_table(found: dict[str, dict[str, str]], equivalent: dict) -> lis
         "|---|---|---|---|---|---|",
     ]
     total_killed = total_decided = 0
-    unmeasured = []
+    unmeasured, not_run = [], []
     for function in fail_closed_functions():
         mine = {
             n: s
@@ -86,8 +86,10 @@ def fail_closed_table(found: dict[str, dict[str, str]], equivalent: dict) -> lis
         total_killed += killed
         total_decided += decided
         share = f"{killed / decided:.0%}" if decided else "-"
-        if not decided:
+        if not decided and function in not_measured:
             unmeasured.append(function)
+        elif not decided:
+            not_run.append(function)
         if crashed:
             share += f" ({crashed} crashed)"
         module, _, name = function.rpartition(".")
@@ -104,13 +106,21 @@ def fail_closed_table(found: dict[str, dict[str, str]], equivalent: dict) -> lis
             f"All fail-closed functions: {total_killed} of {total_decided} non-equivalent "
             f"mutants killed ({share:.1%}); this {verdict} the 90% target.",
         ]
+    if not_run:
+        lines += [
+            "",
+            "Not reached by this run (it was stopped first): "
+            + ", ".join(f"`{f}`" for f in not_run)
+            + ".",
+        ]
     if unmeasured:
         lines += [
             "",
-            "Not measured in this run (no mutant decided): "
+            "Not measured: "
             + ", ".join(f"`{f}`" for f in unmeasured)
             + ". Their mutants crash or hang mutmut's forked test process (OpenCV's video "
-            "writer; Ray for the fleet), so none decides anything there. What they must do is "
+            "writer; Ray for the fleet: test_fleet.py is left out), so none decides anything "
+            "there. What they must do is "
             "held by ordinary tests: `process_video` by "
             "tests/test_cli_anonymize.py::test_a_video_is_anonymized_frame_by_frame (each "
             "frame's face against the input's, so raw frames fail it) and the video tests of "
