@@ -11,8 +11,9 @@ copied byte for byte with its connection (type, definition, serialization format
 and timestamp. Fail closed: a topic whose type (its parsed definition, at any depth) holds
 images or video, has a byte array that can hold pixels, is shaped like an image (width, height
 and an array of numbers), or is defined nowhere (it cannot be checked), and a topic whose
-messages hold a JPEG or PNG (raw, base64 or hex), a colored or organized intensity point cloud
-or an array laid out like an image, stop the run unless kept raw on purpose.
+messages hold a JPEG or PNG (raw, base64 or hex; whole, or its start), a colored or organized
+intensity point cloud, an array laid out like an image or a marker with a color per point,
+stop the run unless kept raw on purpose.
 The output is written to a temporary folder beside OUT and renamed only when complete, never
 onto anything this run did not check at the start; the input is never modified. A frame whose
 anonymization fails is written pixelated whole, never raw.
@@ -798,7 +799,7 @@ FIXED_BYTES_PIXELS = 1024
 #: and Int8MultiArray are opaque bytes that hold a frame or a JPEG as readily as anything else.
 SAFE_BYTE_HOLDERS = {
     "sensor_msgs/msg/PointCloud2": "points (x, y, z, intensity, ...) laid out by its fields; "
-    "one whose points carry color (a camera's image in 3D), or an organized one with a field "
+    "one whose points carry color (a camera's image in 3D), or an organized one with anything "
     "besides x, y, z (an intensity image), stops the run (_cloud_problem)",
     "nav_msgs/msg/OccupancyGrid": "a map's cells (-1..100), not a camera's pixels",
     "map_msgs/msg/OccupancyGridUpdate": "a part of such a map (Nav2's costmap updates)",
@@ -808,7 +809,8 @@ SAFE_BYTE_HOLDERS = {
 }
 #: Standard types shaped like an image (integer width and height, and an array of numbers)
 #: that hold no camera pixels, and why; trusted like ``SAFE_BYTE_HOLDERS`` (only under their
-#: standard definition), and their messages checked (``_content_problem``).
+#: standard definition), and their messages checked (``_content_problem``). Only the type
+#: itself is exempt: a type that holds one takes its width and height (``_shape_fields``).
 SAFE_SHAPED_HOLDERS = {
     "sensor_msgs/msg/CameraInfo": "a camera's calibration: its d holds the distortion "
     "coefficients (more than MAX_DISTORTION of them stop the run)",
@@ -820,9 +822,15 @@ _INTEGER_TYPES = frozenset(
 _NUMBER_TYPES = _INTEGER_TYPES | {"float32", "float64", "float128"}
 #: Integer fields that give a type an image's shape, when they come with an array of numbers.
 _SHAPE_FIELDS = (("width", "height"), ("rows", "cols"), ("rows", "columns"))
-#: std_msgs' MultiArrayLayout: a layout with two or more dimensions this long is an image's.
+#: A message type of at most this many numbers (and nothing else) is pixel-like: an array of
+#: them holds an image's pixels (gray; b, g, r, a; and a depth, ...).
+PIXEL_NUMBERS = 8
+#: std_msgs' MultiArrayLayout: a layout with two or more dimensions this long is an image's,
+#: and so is one of two or more dimensions with one of ``ARRAY_PIXELS`` or more (a list of
+#: pixels and their channels, [262144, 3]: a 64x64 image or more).
 LAYOUT = "std_msgs/msg/MultiArrayLayout"
 ARRAY_SIDE = 16
+ARRAY_PIXELS = 4096
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 #: More distortion coefficients than this are no camera model's (OpenCV's most: 14).
 MAX_DISTORTION = 64
@@ -835,10 +843,20 @@ _SAFE_REFERENCES = {
 #: Point clouds: their fields (or channels) are checked per message (``_cloud_problem``).
 CLOUDS = ("sensor_msgs/msg/PointCloud2", "sensor_msgs/msg/PointCloud")
 #: Types whose messages are checked one by one for an image's shape (``_content_problem``).
-CHECKED_TYPES = (*CLOUDS, LAYOUT, CAMERA_INFO)
+#: Markers with a color per point (Foxy's Marker has no texture, so it passes the type rules).
+MARKERS = (
+    "visualization_msgs/msg/Marker",
+    "visualization_msgs/msg/ImageMarker",
+    "visualization_msgs/msg/MarkerArray",
+)
+CHECKED_TYPES = (*CLOUDS, LAYOUT, CAMERA_INFO, *MARKERS)
 #: The only fields of an organized point cloud that make no image of the scene (a depth map's
-#: points); "" and "_" name padding.
-_GEOMETRY_FIELDS = frozenset({"x", "y", "z", "", "_"})
+#: points), named exactly so, once each.
+_XYZ = ("x", "y", "z")
+#: Names of padding fields: their bytes must be the same in every point (``_cloud_problem``).
+_PADDING = frozenset({"", "_"})
+#: sensor_msgs/PointField's datatypes (INT8 ... FLOAT64): their sizes in bytes.
+_POINT_FIELD_SIZES = {1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 8: 8}
 #: Names of a point cloud's color fields.
 _COLOR_FIELDS = frozenset(
     {"rgb", "rgba", "bgr", "bgra", "argb", "r", "g", "b", "red", "green", "blue", "color"}
@@ -1040,26 +1058,30 @@ def _inspect(store: Any, msgtype: str, safe: set[str]) -> _Finding:
     return found
 
 
-def _shape_fields(store: Any, name: str, safe: set[str]) -> str | None:
+def _shape_fields(store: Any, name: str, within: frozenset = frozenset()) -> str | None:
     """The integer fields that give ``name`` an image's shape (width and height, or rows and
-    cols), its own or those of a field that holds a message (not a safe holder), or None."""
+    cols), its own or those of a message it holds, at any depth (``meta.size.width``), or None.
+    A safe holder's own shape counts for a type that holds it (a frame that takes its size from
+    an embedded sensor_msgs/CameraInfo): only the safe type itself is exempt (``_inspect``
+    never judges it)."""
     from rosbags.interfaces import Nodetype
 
-    def own(fields: list) -> tuple[str, str] | None:
-        ints = {
-            member
-            for member, (kind, value) in fields
-            if kind == Nodetype.BASE and value[0] in _INTEGER_TYPES
-        }
-        return next((pair for pair in _SHAPE_FIELDS if set(pair) <= ints), None)
-
-    fields = store.fielddefs[name][1]
-    if pair := own(fields):
+    fields = store.fielddefs.get(name)
+    if fields is None or name in within:
+        return None
+    ints = {
+        member
+        for member, (kind, value) in fields[1]
+        if kind == Nodetype.BASE and value[0] in _INTEGER_TYPES
+    }
+    if pair := next((pair for pair in _SHAPE_FIELDS if set(pair) <= ints), None):
         return f"{pair[0]} and {pair[1]}"
-    for member, (kind, value) in fields:
-        inner = store.fielddefs.get(value) if kind == Nodetype.NAME and value not in safe else None
-        if inner is not None and (pair := own(inner[1])):
-            return f"{member}.{pair[0]} and {member}.{pair[1]}"
+    for member, (kind, value) in fields[1]:
+        inner = None
+        if kind == Nodetype.NAME and value not in CARRIER_TYPES:
+            inner = _shape_fields(store, value, within | {name})
+        if inner:
+            return " and ".join(f"{member}.{side}" for side in inner.split(" and "))
     return None
 
 
@@ -1101,24 +1123,41 @@ def _numbers_in(store: Any, name: str, safe: set[str], within: frozenset = froze
     return total, most[1]
 
 
-def _pixel_struct(store: Any, name: str) -> int:
-    """How many numbers a pixel-like message type holds (nothing but 1 to 4 numbers, such as
-    a gray value, or r, g, b and a), else 0."""
+def _pixel_struct(store: Any, name: str, within: frozenset = frozenset()) -> int:
+    """How many numbers a pixel-like message type holds: nothing but numbers (number fields,
+    fixed arrays of numbers, and pixel-like messages: a std_msgs/ColorRGBA inside), 1 to
+    ``PIXEL_NUMBERS`` in all (a gray value; b, g, r, a and a depth); else 0."""
     from rosbags.interfaces import Nodetype
 
     fields = store.fielddefs.get(name)
-    if not fields or not 0 < len(fields[1]) <= 4:
+    if not fields or not fields[1] or name in within:
         return 0
-    numbers = all(k == Nodetype.BASE and v[0] in _NUMBER_TYPES for _, (k, v) in fields[1])
-    return len(fields[1]) if numbers else 0
+    total = 0
+    for _, (kind, value) in fields[1]:
+        if kind == Nodetype.BASE and value[0] in _NUMBER_TYPES:
+            total += 1
+        elif kind == Nodetype.NAME and (inner := _pixel_struct(store, value, within | {name})):
+            total += inner
+        elif (
+            kind == Nodetype.ARRAY
+            and value[0][0] == Nodetype.BASE
+            and value[0][1][0] in _NUMBER_TYPES
+        ):
+            total += value[1]
+        else:
+            return 0
+        if total > PIXEL_NUMBERS:
+            return 0
+    return total
 
 
 def _image_shape(store: Any, name: str, safe: set[str]) -> str | None:
     """Why the message type ``name`` is shaped like an image, or None: integer width and
     height (or rows and cols; ``_shape_fields``) with arrays that can hold a 32x32 frame's
     numbers (``FIXED_BYTES_PIXELS``: a variable-length array of any int, uint or float type,
-    or of pixel-like messages, or fixed ones of that many), at any depth below it."""
-    shape = _shape_fields(store, name, safe)
+    or of pixel-like messages, ``_pixel_struct``, or fixed ones of that many), at any depth
+    below it."""
+    shape = _shape_fields(store, name)
     if shape is None:
         return None
     numbers, first = _numbers_in(store, name, safe)
@@ -1260,48 +1299,97 @@ _JPEG, _PNG = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 _JPEG_MARKERS = frozenset({*range(0xC0, 0xD0), 0xDB, 0xDD, *range(0xE0, 0xF0), 0xFE}) - {0xC8}
 #: Frame headers (SOFn): baseline, progressive, lossless, arithmetic.
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-#: At most this many candidates per magic and message are decoded (cost on hostile data).
-_MAX_CANDIDATES = 8
-_BASE64 = re.compile(rb"[A-Za-z0-9+/\r\n]+=*")
+#: Base64 text (RFC 4648's alphabet, and its URL-safe one of section 5: "-" and "_"), lines
+#: apart or not; and the base64 of a JPEG's and a PNG's first bytes, in either alphabet.
+_BASE64 = re.compile(rb"[A-Za-z0-9+/\-_\r\n]+=*")
+_BASE64_MAGICS = re.compile(rb"(?=/9j/|_9j_|iVBORw0KGgo)")
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 #: Hex text (lowercased) of a JPEG's and a PNG's first bytes, the bytes apart or not (by
-#: whitespace, commas or colons; "0x" before each or not); and such text's whole run.
-_HEX_APART = rb"[\s,:]*(?:0x)?"
-_HEX_MAGICS = tuple(
-    re.compile(_HEX_APART.join(magic.hex(" ").encode().split())) for magic in (_JPEG, _PNG)
+#: whitespace, commas, colons, semicolons or dashes; "0x", "\x" or "%" before each or not),
+#: each place it starts (overlapping ones too); and such text's whole run.
+_HEX_SEPARATORS = b" \t\r\n\v\f,:;-"
+_HEX_APART = rb"[\s,:;\-]*(?:0x|\\x|%)?"
+_HEX_MAGICS = re.compile(
+    rb"(?="
+    + rb"|".join(_HEX_APART.join(magic.hex(" ").encode().split()) for magic in (_JPEG, _PNG))
+    + rb")"
 )
-_HEX_RUN = re.compile(rb"(?:(?:0x)?[0-9a-f]{2}[\s,:]*)+")
+_HEX_RUN = re.compile(rb"(?:(?:0x|\\x|%)?[0-9a-f]{2}[\s,:;\-]*)+")
 
 
-def _jpeg_end(data: bytes, start: int) -> int | None:
-    """Where the JPEG starting at ``start`` ends, if its header is well formed up to its first
-    scan (every segment a known marker with a length inside ``data``, a frame header
-    before the scan), else None: random bytes that happen to start like a JPEG stop here."""
-    pos, frame = start + 2, False
+#: A JPEG's or PNG's well-formed header with this many bytes from its start on is an image
+#: even if it does not decode whole (cut off: the rest in the next messages, or damaged); a
+#: shorter one, whole or not, must decode (a header printed into a log is no image).
+IMAGE_START = 256
+
+
+def _jpeg_header(
+    data: bytes, start: int, dead: set | None = None
+) -> tuple[int, bool, tuple[int, int]] | None:
+    """The JPEG starting at ``start``, if its header is well formed up to its first scan
+    (every segment a known marker with a length inside ``data``; a frame header of 1 to 4
+    components, 8 to 16 bits and a size, before a scan header of 1 to 4 of them, each of the
+    length they need), else None: random bytes that happen to start like a JPEG stop here.
+    Returns where it ends (its EOI marker, else the end of ``data``), whether it has one, and
+    its size. ``dead``: the (segment, components seen) from which an earlier walk in ``data``
+    failed, and this one fails too (the walks of a run of decoys share their segments: each is
+    walked once)."""
+    pos, size, components, walked = start + 2, None, 0, []
+    dead = set() if dead is None else dead
     while pos + 4 <= len(data):
+        if (pos, components) in dead:
+            break
+        walked.append((pos, components))
         if data[pos] != 0xFF:
-            return None
+            break
         marker = data[pos + 1]
-        if marker == 0xDA:  # start of scan: the image data follows, up to the EOI marker
-            if not frame:
-                return None
-            end = data.find(b"\xff\xd9", pos)
-            return len(data) if end < 0 else end + 2
-        if marker not in _JPEG_MARKERS:
-            return None
-        frame = frame or marker in _JPEG_FRAMES
         length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if length < 2:
-            return None
+        if marker == 0xDA:  # start of scan: the image data follows, up to the EOI marker
+            scanned = data[pos + 4] if pos + 4 < len(data) else 0
+            if size is None or not 0 < scanned <= components or length != 6 + 2 * scanned:
+                break
+            end = data.find(b"\xff\xd9", pos)
+            return (len(data), False, size) if end < 0 else (end + 2, True, size)
+        if marker not in _JPEG_MARKERS or length < 2 or pos + 2 + length > len(data):
+            break
+        if marker in _JPEG_FRAMES:
+            frame = data[pos + 4 : pos + 2 + length]
+            components = frame[5] if len(frame) > 5 else 0
+            width, height = frame[3:5], frame[1:3]
+            if (
+                size is not None
+                or frame[0] not in (8, 12, 16)
+                or not 0 < components <= 4
+                or length != 8 + 3 * components
+                or not int.from_bytes(width, "big")
+                or not int.from_bytes(height, "big")
+            ):
+                break
+            size = (int.from_bytes(width, "big"), int.from_bytes(height, "big"))
         pos += 2 + length
+    dead.update(walked)
     return None
 
 
-def _png_end(data: bytes, start: int) -> int | None:
-    """Where the PNG starting at ``start`` ends, if its first chunk is its header."""
-    if data[start + 8 : start + 16] != b"\x00\x00\x00\x0dIHDR":
+def _png_header(
+    data: bytes, start: int, _: Any = None
+) -> tuple[int, bool, tuple[int, int]] | None:
+    """The PNG starting at ``start``, if its first chunk is its header (IHDR, its checksum
+    right): where it ends (its IEND chunk, else the end of ``data``), whether it has one, and
+    its size."""
+    import zlib
+
+    chunk = data[start + 12 : start + 33]
+    if (
+        data[start + 8 : start + 12] != b"\x00\x00\x00\x0d"
+        or len(chunk) < 21
+        or chunk[:4] != b"IHDR"
+        or zlib.crc32(chunk[:17]) != int.from_bytes(chunk[17:], "big")
+    ):
         return None
+    size = (int.from_bytes(chunk[4:8], "big"), int.from_bytes(chunk[8:12], "big"))
     end = data.find(b"IEND", start)
-    return len(data) if end < 0 else end + 8
+    return (len(data), False, size) if end < 0 else (end + 8, True, size)
 
 
 def _decodes(data: bytes) -> tuple[int, int] | None:
@@ -1313,62 +1401,102 @@ def _decodes(data: bytes) -> tuple[int, int] | None:
 
 
 def _encoded_image(data: bytes) -> str | None:
-    """A JPEG or PNG image inside ``data`` (raw), as found by ``_embedded_image``."""
-    for magic, kind, ends in ((_JPEG, "JPEG", _jpeg_end), (_PNG, "PNG", _png_end)):
+    """A JPEG or PNG image inside ``data`` (raw), as found by ``_embedded_image``: every
+    place its magic bytes start is checked (decoys cannot use up a budget), and one whose
+    header is well formed is an image, whole (decoded) or not (cut off: the rest may come in
+    the next messages)."""
+    dead: set = set()
+    for magic, kind, header in ((_JPEG, "JPEG", _jpeg_header), (_PNG, "PNG", _png_header)):
         pos = data.find(magic)
-        for _ in range(_MAX_CANDIDATES):
-            if pos < 0:
-                break
-            end = ends(data, pos)
-            if end is not None and (size := _decodes(data[pos:end])):
-                return f"a {kind} image of {size[0]}x{size[1]} pixels"
+        while pos >= 0:
+            if (found := header(data, pos, dead)) is not None:
+                end, whole, (width, height) = found
+                if whole and (size := _decodes(data[pos:end])):
+                    return f"a {kind} image of {size[0]}x{size[1]} pixels"
+                if end - pos >= IMAGE_START:
+                    return (
+                        f"the start of a {kind} image of {width}x{height} pixels (a "
+                        f"well-formed header and {end - pos} bytes; it does not decode whole: "
+                        "the rest cut off, sent elsewhere or damaged)"
+                    )
             pos = data.find(magic, pos + 1)
     return None
 
 
+def _fresh_starts(
+    text: bytes, starts: Any, run: re.Pattern, digits: Callable[[bytes], int], unit: int
+):
+    """The ``starts`` (increasing positions in ``text``) worth decoding as text (base64, hex)
+    from there, each with the end of its run: the first of each run, and the first at each
+    other offset in it (``digits`` before it, modulo ``unit``); what those decode to holds the
+    others. Each run is decoded a few times at most, not once per start: decoys can neither
+    hide an image behind them nor make the scan slow."""
+    end, last, count, offsets = -1, 0, 0, set()
+    for pos in starts:
+        if pos >= end:
+            end, last, count, offsets = run.match(text, pos).end(), pos, 0, set()
+        else:
+            count += digits(text[last:pos])
+            last = pos
+        if count % unit not in offsets:
+            offsets.add(count % unit)
+            yield pos, end
+
+
 def _embedded_image(data: bytes) -> str | None:
     """What encoded image ``data`` (a message's serialized bytes) holds, or None: a JPEG or
-    PNG anywhere in it, raw, base64 or hex (as text); each candidate its magic bytes point to
-    is confirmed by decoding it (cv2.imdecode), so random bytes are never taken for one."""
+    PNG anywhere in it, raw, base64 (either alphabet) or hex (as text), whole or its start
+    (``_encoded_image``: a well-formed header; a whole one is confirmed by decoding it), so
+    random bytes are never taken for one."""
     import base64
     import binascii
 
     if found := _encoded_image(data):
         return found
-    for magic in (b"/9j/", b"iVBORw0KGgo"):  # base64 of a JPEG's and a PNG's first bytes
-        pos = data.find(magic)
-        for _ in range(_MAX_CANDIDATES):
-            if pos < 0:
-                break
-            text = _BASE64.match(data, pos).group().translate(None, b"\r\n")
-            try:
-                decoded = base64.b64decode(text[: len(text) // 4 * 4])
-            except (binascii.Error, ValueError):
-                decoded = b""
-            if found := _encoded_image(decoded):
-                return f"{found} (base64)"
-            pos = data.find(magic, pos + 1)
+    starts = (m.start() for m in _BASE64_MAGICS.finditer(data))
+    for pos, end in _fresh_starts(data, starts, _BASE64, _base64_digits, 4):
+        text = data[pos:end].translate(_URLSAFE, b"\r\n=")
+        text = text[: len(text) - (len(text) % 4 == 1)]  # unpadded (base64url) or cut
+        try:
+            decoded = base64.b64decode(text + b"=" * (-len(text) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        if found := _encoded_image(decoded):
+            return f"{found} (base64)"
     return _hex_image(data)
+
+
+def _base64_digits(text: bytes) -> int:
+    """How many base64 digits a piece of a run holds (its line breaks not counted)."""
+    return len(text.translate(None, b"\r\n"))
+
+
+def _hex_digits(text: bytes) -> bytes:
+    """The hex digits of a run of hex text (lowercased), without separators and prefixes."""
+    return text.replace(b"0x", b"").translate(None, _HEX_SEPARATORS + b"\\x%")
 
 
 def _hex_image(data: bytes) -> str | None:
     """A JPEG or PNG written in hex inside ``data`` (any case, the bytes apart or not), as
     found by ``_embedded_image``."""
     lower = data.lower()
-    for pattern in _HEX_MAGICS:
-        for _, found in zip(range(_MAX_CANDIDATES), pattern.finditer(lower), strict=False):
-            text = _HEX_RUN.match(lower, found.start()).group()
-            digits = text.translate(None, b" \t\r\n\v\f,:").replace(b"0x", b"")
-            if image := _encoded_image(bytes.fromhex(digits[: len(digits) // 2 * 2].decode())):
-                return f"{image} (hex)"
+    starts = (m.start() for m in _HEX_MAGICS.finditer(lower))
+    count = lambda piece: len(_hex_digits(piece))  # noqa: E731
+    for pos, end in _fresh_starts(lower, starts, _HEX_RUN, count, 2):
+        digits = _hex_digits(lower[pos:end])
+        if image := _encoded_image(bytes.fromhex(digits[: len(digits) // 2 * 2].decode())):
+            return f"{image} (hex)"
     return None
 
 
 def _cloud_problem(cloud: Any) -> str | None:
     """What makes a point cloud an image, or None: points that carry color (sensor_msgs/
-    PointCloud2's fields, or sensor_msgs/PointCloud's channels), or, organized (height and
-    width over 1), a field besides x, y and z (intensity, reflectivity, ambient, ...): an
-    image of the scene, row by row. An unorganized one (a lidar's scan) may have intensity."""
+    PointCloud2's fields, or sensor_msgs/PointCloud's channels); or, organized (height and
+    width over 1), anything besides one x, y and z each: a field of another name (intensity,
+    reflectivity, ambient, "X", ...), x, y or z declared twice, or bytes besides theirs
+    (padding fields, bytes of point_step no field declares, row padding) that are not the
+    same in every point (PCL pads with a constant): an image of the scene, row by row. An
+    unorganized one (a lidar's scan) may have intensity."""
     named = getattr(cloud, "fields", None)
     if named is None:
         named = getattr(cloud, "channels", None) or []
@@ -1379,27 +1507,74 @@ def _cloud_problem(cloud: Any) -> str | None:
                 f"a point cloud whose points carry color (field {name!r}): a camera's image in 3D"
             )
     height, width = int(getattr(cloud, "height", 1)), int(getattr(cloud, "width", 1))
-    if height > 1 and width > 1:
-        for name in names:
-            if name.lower() not in _GEOMETRY_FIELDS:
-                return (
-                    f"an organized point cloud of {width}x{height} points with field {name!r}: "
-                    "an image of the scene (a camera's, or a lidar's intensity image)"
-                )
+    if height <= 1 or width <= 1 or getattr(cloud, "data", None) is None:
+        return None
+    organized = f"an organized point cloud of {width}x{height} points"
+    scene = "an image of the scene (a camera's, or a lidar's intensity image)"
+    for name in names:
+        if name not in _XYZ and name not in _PADDING:
+            return f"{organized} with field {name!r}: {scene}"
+    if twice := sorted({name for name in names if name in _XYZ and names.count(name) > 1}):
+        return f"{organized} with field {twice[0]!r} declared more than once: {scene}"
+    step, row = int(cloud.point_step), int(cloud.row_step)
+    data = np.frombuffer(bytes(cloud.data), np.uint8)
+    if step <= 0 or row < width * step or data.size < height * row:
+        return (
+            f"{organized} whose data does not fit its layout (point_step {step}, row_step "
+            f"{row}, {data.size} bytes): it cannot be checked for {scene}"
+        )
+    free = np.ones(step, bool)  # the bytes of a point that x, y and z do not hold
+    for item in named:
+        if item.name in _XYZ:
+            offset = int(item.offset)
+            free[offset : offset + _POINT_FIELD_SIZES.get(int(item.datatype), 0)] = False
+    rows = data[: height * row].reshape(height, row)
+    loose = [
+        rows[:, : width * step].reshape(height * width, step)[:, free],
+        rows[:, width * step :],
+        data[height * row :].reshape(-1, 1),
+    ]
+    if any(part.size and (part != part[0]).any() for part in loose):
+        return (
+            f"{organized} whose bytes besides x, y and z (padding fields, bytes of point_step "
+            f"no field declares, row padding) are not the same in every point: they can hold "
+            f"{scene}"
+        )
     return None
 
 
 def _layout_problem(layout: Any) -> str | None:
     """An array layout (std_msgs/MultiArrayLayout) shaped like an image, or None: two or more
-    dimensions of ``ARRAY_SIDE`` or more."""
+    dimensions, two of them of ``ARRAY_SIDE`` or more (rows and columns), or one of
+    ``ARRAY_PIXELS`` or more (a list of pixels, and their channels)."""
     dims = list(getattr(layout, "dim", None) or [])
-    if sum(int(d.size) >= ARRAY_SIDE for d in dims) < 2:
+    sizes = [int(d.size) for d in dims]
+    if len(sizes) < 2:
+        return None
+    if sum(size >= ARRAY_SIDE for size in sizes) >= 2:
+        why = f"two or more dimensions of {ARRAY_SIDE} or more"
+    elif max(sizes) >= ARRAY_PIXELS:
+        why = f"a dimension of {ARRAY_PIXELS} or more beside others: pixels and their channels"
+    else:
         return None
     shape = " x ".join(f"{d.size} ({d.label})" if d.label else str(d.size) for d in dims)
-    return (
-        f"an array of {shape} (its MultiArrayLayout): an image's shape (two or more "
-        f"dimensions of {ARRAY_SIDE} or more)"
-    )
+    return f"an array of {shape} (its MultiArrayLayout): an image's shape ({why})"
+
+
+def _marker_problem(marker: Any) -> str | None:
+    """A visualization_msgs Marker or ImageMarker with a color for each of
+    ``FIXED_BYTES_PIXELS`` or more points (a MarkerArray: all its markers' together), or None:
+    a colored point cloud, a camera's image in 3D, whatever the markers' type (the colors are
+    in the bag however RViz draws them)."""
+    markers = getattr(marker, "markers", None)
+    for member in ("colors", "outline_colors"):
+        count = sum(len(getattr(m, member, None) or ()) for m in markers or [marker])
+        if count >= FIXED_BYTES_PIXELS:
+            return (
+                f"{'markers' if markers is not None else 'a marker'} with {count} colors "
+                f"({member}), one per point: a colored point cloud, a camera's image in 3D"
+            )
+    return None
 
 
 def _calibration_problem(info: Any) -> str | None:
@@ -1418,6 +1593,7 @@ _CHECKS = {
     **dict.fromkeys(CLOUDS, _cloud_problem),
     LAYOUT: _layout_problem,
     CAMERA_INFO: _calibration_problem,
+    **dict.fromkeys(MARKERS, _marker_problem),
 }
 
 
