@@ -85,3 +85,24 @@ def test_a_linked_gap_is_also_covered_as_if_the_tracks_were_not_linked():
     added = recover_faces(detections, max_gap=10)
     for index in (3, 4, 5):
         assert len(added[index]) == 3, index
+
+
+def test_a_gap_is_covered_by_the_interpolated_box_grown_with_the_distance():
+    """A slow face the detector misses for two frames (the IoU tracker bridges the gap): each
+    missed frame gets the box interpolated between the hits on both sides, grown by 0.05 of
+    the face's size per frame to the nearer hit."""
+
+    def at(i: int) -> FaceBox:
+        return _box(100.0 + 2 * i, 60.0 + i, 180.0 + 2 * i, 140.0 + i)
+
+    seen = [True, True, True, False, False, True, True]
+    detections = [[at(i)] if s else [] for i, s in enumerate(seen)]
+    added = recover_faces(detections, max_gap=5)
+    for index in (3, 4):
+        [box] = added[index]
+        t = (index - 2) / 3
+        expected = _grown(
+            (1 - t) * at(2).as_array() + t * at(5).as_array(), min(index - 2, 5 - index)
+        )
+        np.testing.assert_allclose(box.as_array(), expected)
+    assert all(added[i] == [] for i in (0, 1, 2, 5, 6))
