@@ -917,3 +917,31 @@ def test_ordinary_robot_data_is_copied(photo, tmp_path, storage):
         {"topic": t, "msgtype": messages[t][0], "messages": 1, "kept": False, "why": CHECKED}
         for t in sorted(messages)
     ]
+
+
+def test_a_jpeg_in_a_checked_type_stops_the_run_even_when_its_shape_passes(photo, tmp_path):
+    """A lidar-like cloud (height 1: its own check passes) whose bytes are a JPEG of the
+    portrait: the byte scan's finding stands; the content check must not overwrite it."""
+    ok, jpeg = cv2.imencode(".jpg", photo)
+    assert ok
+    data = np.frombuffer(jpeg.tobytes() + b"\0" * (-len(jpeg) % 12), np.uint8)
+    points = data.view([("x", "<f4"), ("y", "<f4"), ("z", "<f4")]).reshape(1, -1)
+    cloud = _packed_cloud(points, XYZ, 12)
+    source = tmp_path / "in"
+    _write(source, "/lidar/points", "sensor_msgs/msg/PointCloud2", cloud)
+    assert "holds a JPEG image of 512x512 pixels" in _stops(source, tmp_path / "out")
+
+
+def test_an_image_is_found_whatever_follows_it():
+    """Each start of the magic bytes is checked: a decoy after the image (or a thumbnail's
+    header inside it) does not hide it; unpadded base64 of any length decodes."""
+    from ciagan_ros.bag_tool import _embedded_image, _encoded_image
+
+    image = cv2.imencode(".png", np.full((40, 40, 3), 90, np.uint8))[1].tobytes()
+    assert _encoded_image(image + b"\xff\xd8\xff\xe0" + b"\0" * 8).startswith("a PNG image")
+    jpeg = cv2.imencode(".jpg", np.full((40, 40, 3), 90, np.uint8))[1].tobytes()
+    assert _encoded_image(jpeg + b"\xff\xd8\xff\xe0" + b"\0" * 8).startswith("a JPEG image")
+    for cut in range(3):  # unpadded base64 whose length is 0, 2 or 3 modulo 4
+        payload = cv2.imencode(".png", np.full((40, 40 + cut, 3), 90, np.uint8))[1]
+        text = base64.b64encode(payload.tobytes()).rstrip(b"=")
+        assert "PNG image" in (_embedded_image(b"data:" + text + b" end") or ""), len(text) % 4
