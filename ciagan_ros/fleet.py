@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ciagan_core.atomic_write import write_bytes_atomic
+from ciagan_core.detection import check_detector_settings
 from ciagan_core.errors import CiaganError, ConfigError, InputError
 from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import (
@@ -396,6 +397,9 @@ def run_fleet(
     """Process every bag; returns the fleet report (also written to OUTDIR/fleet_report.json).
     Raises only for bad arguments; a failing bag is a line in the report."""
     config.validate()
+    # Settings that would make detection miss faces fail every bag: refuse them before
+    # anything (the output folder, its lock, a report) is written.
+    check_detector_settings(config.detector, config.detector_settings)
     if fleet.workers < 0 or fleet.num_cpus < 0 or fleet.num_gpus < 0:
         raise ConfigError("workers, num_cpus and num_gpus must not be negative")
     if fleet.max_restarts < 0 or fleet.max_task_retries < 0:

@@ -358,11 +358,18 @@ def test_a_box_outside_its_photo_is_refused(faces_csv, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "args", [["--face-sizes", "100000"], ["--method", "blur", "--method", "blur:kernel=81"]]
+    "args",
+    [
+        ["--face-sizes", "100000"],
+        ["--method", "blur", "--method", "blur:kernel=81"],
+        ["--threshold", "0.9"],
+        ["--frame-side", "10"],
+    ],
 )
 def test_bad_eval_options_are_refused_before_any_work(faces_csv, tmp_path, capsys, args):
     assert main(["eval", str(faces_csv), "-o", str(tmp_path / "r"), *args, "--no-progress"]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 def test_an_output_that_is_a_file_is_refused_before_any_work(faces_csv, tmp_path, capsys):

@@ -250,6 +250,16 @@ def test_bad_plans_are_refused_before_anything_runs(bags, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option", [["--threshold", "0.9"], ["--min-face", "30"]])
+def test_settings_that_miss_faces_are_refused_before_anything_is_written(
+    bags, tmp_path, option, capsys
+):
+    out = tmp_path / "out"
+    assert main(["fleet", str(bags["run0"]), "-o", str(out), *option, "--no-progress"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not out.exists()  # no folder, lock or report
+
+
 def test_a_second_run_on_the_same_output_folder_is_refused(bags, tmp_path):
     outdir = tmp_path / "out"
     outdir.mkdir()

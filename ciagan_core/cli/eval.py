@@ -10,6 +10,7 @@ from pathlib import Path
 from ciagan_core.atomic_write import write_bytes_atomic
 from ciagan_core.cli.anonymize import make_output_folder
 from ciagan_core.cli.pipeline_args import add_pipeline_arguments, pipeline_config
+from ciagan_core.detection import check_detector_settings
 from ciagan_core.errors import ConfigError
 from ciagan_core.evaluation import EvalSettings, MethodVariant, load_labelled_faces
 from ciagan_core.evaluation.dataset import SPLITS, sample_faces, split_identities
@@ -100,10 +101,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.output}: exists and is not a folder")
     for name in ("eval.json", "eval.md"):  # the labelled faces are never overwritten
         check_output_apart(args.output / name, args.faces)
-    make_output_folder(args.output)  # before the work, not after it
     base = pipeline_config(args)
     if args.frame_side < 64:
         raise ConfigError(f"--frame-side must be at least 64, got {args.frame_side}")
+    check_detector_settings(base.detector, base.detector_settings)  # nothing written if bad
+    make_output_folder(args.output)  # before the work, not after it
     settings = EvalSettings(
         face_sizes=sizes, max_frame_side=args.frame_side, fid=not args.no_fid, device=args.device
     )
