@@ -600,3 +600,16 @@ def test_each_cut_off_rule_holds_on_its_own(astronaut_face):
     assert landmark_problem(landmarks, box, None) == ""
     deep = landmarks + np.array([0.0, 0.25 * (box[3] - box[1])])
     assert "eyes outside the landmark region" in landmark_problem(deep, box, None)
+
+
+def test_a_face_region_must_lie_within_the_generators_crop_to_its_tolerance():
+    """The generator replaces only its 128 px crop: a landmark region reaching past it (more
+    than 2% of the crop's size) would keep raw pixels there, so the face goes to the
+    fallback. Points on the tolerance's edge are inside; a hair beyond it, on any side, not."""
+    from ciagan_core.pipeline import _inside
+
+    crop = (10.0, 20.0, 110.0, 220.0)  # tolerance: 2 px across, 4 px down
+    edge = np.array([[8.0, 16.0], [112.0, 224.0], [60.0, 120.0]])
+    assert _inside(edge, crop)
+    for outside in ([7.99, 120.0], [112.01, 120.0], [60.0, 15.99], [60.0, 224.01]):
+        assert not _inside(np.array([[60.0, 120.0], outside]), crop), outside
