@@ -89,6 +89,22 @@ def model_file(official_checkpoint, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def checkpoint(official_checkpoint, tmp_path) -> Path:
+    """A copy of ``official_checkpoint`` the test may overwrite or link to."""
+    path = tmp_path / "modelG.pth"
+    shutil.copyfile(official_checkpoint, path)
+    return path
+
+
+@pytest.fixture
+def model(model_file, tmp_path) -> Path:
+    """A copy of ``model_file`` the test may overwrite or link to."""
+    path = tmp_path / "m.safetensors"
+    shutil.copyfile(model_file, path)
+    return path
+
+
 #: faces.csv rows whose HOG box is not a face (a torso, a hand, a logo: checked by eye);
 #: CenterFace correctly finds the real face elsewhere in these photos, so they cannot serve as
 #: recall truth.

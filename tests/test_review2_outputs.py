@@ -24,20 +24,6 @@ def _linked(source: Path, how: str) -> Path:
     return link
 
 
-@pytest.fixture
-def checkpoint(official_checkpoint, tmp_path) -> Path:
-    path = tmp_path / "modelG.pth"
-    shutil.copyfile(official_checkpoint, path)
-    return path
-
-
-@pytest.fixture
-def model(model_file, tmp_path) -> Path:
-    path = tmp_path / "m.safetensors"
-    shutil.copyfile(model_file, path)
-    return path
-
-
 @pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
 def test_import_official_never_overwrites_its_checkpoint(checkpoint, how, capsys):
     before = checkpoint.read_bytes()

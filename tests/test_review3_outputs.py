@@ -18,20 +18,6 @@ from ciagan_core.errors import InputError
 
 
 @pytest.fixture
-def checkpoint(official_checkpoint, tmp_path) -> Path:
-    path = tmp_path / "modelG.pth"
-    shutil.copyfile(official_checkpoint, path)
-    return path
-
-
-@pytest.fixture
-def model(model_file, tmp_path) -> Path:
-    path = tmp_path / "m.safetensors"
-    shutil.copyfile(model_file, path)
-    return path
-
-
-@pytest.fixture
 def folder(tmp_path) -> Path:
     path = tmp_path / "models"
     path.mkdir()
