@@ -112,6 +112,26 @@ def _time(stamp: int):
     return T["builtin_interfaces/msg/Time"](sec=stamp // NS, nanosec=stamp % NS)
 
 
+def cloud_message(points: np.ndarray, names: tuple[str, ...], header):
+    """A sensor_msgs/PointCloud2 of float32 points (height, width, one value per name)."""
+    height, width, count = points.shape
+    assert count == len(names)
+    return T["sensor_msgs/msg/PointCloud2"](
+        header=header,
+        height=height,
+        width=width,
+        fields=[
+            T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1)
+            for i, n in enumerate(names)
+        ],
+        is_bigendian=False,
+        point_step=4 * count,
+        row_step=4 * count * width,
+        data=np.ascontiguousarray(points, np.float32).view(np.uint8).reshape(-1),
+        is_dense=True,
+    )
+
+
 def foxglove_compressed_message(store, frame: np.ndarray, fmt: str, stamp: int):
     """A foxglove_msgs/CompressedImage of a BGR frame (``fmt``: jpeg or png)."""
     _, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", frame)

@@ -31,6 +31,7 @@ from rosbag_messages import (  # noqa: E402
     SEPARATOR,
     STORE,
     T,
+    cloud_message,
     read_bag,
     store_with,
     write_humble_bag,
@@ -69,23 +70,7 @@ def _float_array(values: np.ndarray, dims: list):
 
 
 def _cloud(points: np.ndarray, names: tuple[str, ...]):
-    """A sensor_msgs/PointCloud2 of float32 points (height, width, one value per name)."""
-    height, width, count = points.shape
-    assert count == len(names)
-    return T["sensor_msgs/msg/PointCloud2"](
-        header=_header(),
-        height=height,
-        width=width,
-        fields=[
-            T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1)
-            for i, n in enumerate(names)
-        ],
-        is_bigendian=False,
-        point_step=4 * count,
-        row_step=4 * count * width,
-        data=np.ascontiguousarray(points, np.float32).view(np.uint8).reshape(-1),
-        is_dense=True,
-    )
+    return cloud_message(points, names, _header())
 
 
 def _packed_cloud(points: np.ndarray, fields: list, point_step: int):

@@ -24,6 +24,7 @@ from rosbag_messages import (  # noqa: E402
     SEPARATOR,
     STORE,
     T,
+    cloud_message,
     image_message,
     read_bag,
     store_with,
@@ -371,20 +372,7 @@ def _cloud_of(photo: np.ndarray):
     rgb = np.zeros((h, w, 4), np.uint8)
     rgb[..., :3] = photo  # b, g, r, 0: PCL's packed "rgb" float, little-endian
     points[..., 3] = rgb.view(np.float32)[..., 0]
-    return T["sensor_msgs/msg/PointCloud2"](
-        header=_header(),
-        height=h,
-        width=w,
-        fields=[
-            T["sensor_msgs/msg/PointField"](name=n, offset=4 * i, datatype=7, count=1)
-            for i, n in enumerate(("x", "y", "z", "rgb"))
-        ],
-        is_bigendian=False,
-        point_step=16,
-        row_step=16 * w,
-        data=points.view(np.uint8).reshape(-1),
-        is_dense=True,
-    )
+    return cloud_message(points, ("x", "y", "z", "rgb"), _header())
 
 
 #: A type of the bag's own holding a point cloud (judged at any depth).
