@@ -130,6 +130,13 @@ def _pixel_messages(store, photo: np.ndarray) -> dict:
     def frame(data) -> np.ndarray:
         return np.asarray(data, np.uint8).reshape(h, w, 3)
 
+    def pixels() -> list:
+        """The photo as acme_msgs/Pixel structs."""
+        return [types["acme_msgs/msg/Pixel"](b=b, g=g, r=r) for b, g, r in photo.reshape(-1, 3)]
+
+    def from_pixels(m) -> np.ndarray:
+        return frame([(p.b, p.g, p.r) for p in m.pixels])
+
     return {
         "/cam/frame": (
             "acme_msgs/msg/CameraFrame",
@@ -183,24 +190,14 @@ def _pixel_messages(store, photo: np.ndarray) -> dict:
         "/perception/pixels": (
             "acme_msgs/msg/PixelArray",
             _PIXELS,
-            lambda: types["acme_msgs/msg/PixelArray"](
-                width=w,
-                height=h,
-                pixels=[
-                    types["acme_msgs/msg/Pixel"](b=b, g=g, r=r) for b, g, r in photo.reshape(-1, 3)
-                ],
-            ),
-            lambda m: frame([(p.b, p.g, p.r) for p in m.pixels]),
+            lambda: types["acme_msgs/msg/PixelArray"](width=w, height=h, pixels=pixels()),
+            from_pixels,
         ),
         "/perception/strip": (
             "acme_msgs/msg/PixelStrip",
             _STRIP,
-            lambda: types["acme_msgs/msg/PixelStrip"](
-                pixels=[
-                    types["acme_msgs/msg/Pixel"](b=b, g=g, r=r) for b, g, r in photo.reshape(-1, 3)
-                ],
-            ),
-            lambda m: frame([(p.b, p.g, p.r) for p in m.pixels]),
+            lambda: types["acme_msgs/msg/PixelStrip"](pixels=pixels()),
+            from_pixels,
         ),
         "/perception/shot": (
             "acme_msgs/msg/Shot",
