@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ciagan_core import __version__
-from ciagan_core.atomic_write import atomic_path
+from ciagan_core.atomic_write import atomic_path, check_output_name
 from ciagan_core.errors import InputError, ModelFileError
 from ciagan_core.models.folding import fold_spectral_norm
 from ciagan_core.models.generator import IMAGE_SIZE, Generator
@@ -114,15 +114,7 @@ def check_output_file(output: str | Path) -> None:
     device: it would be replaced), or a name below a file or below a folder that cannot be
     written."""
     output = Path(output)
-    if output.is_dir():
-        raise InputError(f"{output}: is a folder; name the file to write (in it, or elsewhere)")
-    if output.exists() and not output.is_file():
-        raise InputError(f"{output}: exists and is not a regular file; name another output")
-    folder = output.absolute().parent
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        folder = folder.parent  # the folders still to create are created below this one
-    if not folder.is_dir():
-        raise InputError(f"{output}: {folder} is not a folder; name another output")
+    folder = check_output_name(output)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{output}: cannot write in {folder} (permission denied)")
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ciagan_core import __version__
-from ciagan_core.atomic_write import atomic_path, write_bytes_atomic
+from ciagan_core.atomic_write import atomic_path, check_output_name, write_bytes_atomic
 from ciagan_core.cli.pipeline_args import add_pipeline_arguments, pipeline_config
 from ciagan_core.errors import CiaganError, InputError
 from ciagan_core.frames import IMAGE_SUFFIXES
@@ -341,21 +341,6 @@ def make_output_folder(folder: Path) -> None:
         raise InputError(f"{folder}: cannot write to the output folder ({exc.strerror})") from None
 
 
-def check_output_target(path: Path) -> None:
-    """One-line InputError for an output file name no file can be written to: an existing
-    folder, something else that is not a regular file (a FIFO, a device), or a name below a
-    file (model_file.check_output_file, without importing torch)."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; name the file to write (in it, or elsewhere)")
-    if path.exists() and not path.is_file():
-        raise InputError(f"{path}: exists and is not a regular file; name another output")
-    folder = path.absolute().parent
-    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        folder = folder.parent  # folders still to create are created below this one
-    if not folder.is_dir():
-        raise InputError(f"{path}: {folder} is not a folder; name another output")
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -406,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     make_output_folder(args.output.parent if single else args.output)
     make_output_folder(summary_path.parent)
     for target in [*(job.target for job in jobs), summary_path]:
-        check_output_target(target)  # before the work, not in a traceback after it
+        check_output_name(target)  # before the work, not in a traceback after it
     image_anonymizer = Anonymizer(config)
     video_anonymizer = None
     summary = Summary(
