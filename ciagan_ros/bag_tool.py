@@ -369,6 +369,11 @@ def anonymize_bag(
     try:
         reader = AnyReader([source], default_typestore=standard)
         reader.open()
+    except KeyError as exc:  # rosbags: a stored definition names a type it does not define
+        raise BagError(
+            f"{source}: cannot read the bag: its stored definitions use {exc.args[0]} without "
+            "defining it, so its topics cannot be checked for images"
+        ) from None
     except Exception as exc:
         raise BagError(f"{source}: cannot read the bag ({_one_line(exc)})") from None
     try:

@@ -130,14 +130,8 @@ def fail_closed_table(found: dict[str, dict[str, str]], equivalent: dict) -> lis
             "",
             "Not measured: "
             + ", ".join(f"`{f}`" for f in unmeasured)
-            + ". Their mutants crash or hang mutmut's forked test process (OpenCV's video "
-            "writer; Ray for the fleet: test_fleet.py is left out), so none decides anything "
-            "there. What they must do is "
-            "held by ordinary tests: `process_video` by "
-            "tests/test_cli_anonymize.py::test_a_video_is_anonymized_frame_by_frame (each "
-            "frame's face against the input's, so raw frames fail it) and the video tests of "
-            "tests/test_fail_closed.py; fleet resume by "
-            "tests/test_fleet.py::test_changed_settings_are_never_taken_for_a_finished_bag.",
+            + '. Marked "# not measured" in scripts/mutation_fail_closed.txt, with the '
+            "reason.",
         ]
     return [*lines, ""]
 
@@ -157,11 +151,13 @@ def main() -> int:
     lines = [
         "# Mutation run over the privacy-critical code",
         "",
-        "`bash scripts/mutation.sh` (mutmut 3.8.1; modules and tests in `[tool.mutmut]` of "
-        "`pyproject.toml`). A mutant is one small change to the code (an operator, a constant, "
-        "a condition); it is killed when a test fails. Survivors are listed with their diff; "
-        "those marked equivalent cannot change behaviour (the reason is in "
-        "`docs/mutation_equivalent.yaml`), the others are open: a test should kill them.",
+        "`bash scripts/mutation.sh`: mutmut 3.8.1 writes the mutants and records which tests "
+        "reach each function (modules and tests in `[tool.mutmut]` of `pyproject.toml`); "
+        "`scripts/mutation_runner.py` decides them, each mutant's tests in a freshly started "
+        "worker process rather than a fork. A mutant is one small change to the code (an "
+        "operator, a constant, a condition); it is killed when a test fails. Survivors are "
+        "listed with their diff; those marked equivalent cannot change behaviour (the reason is "
+        "in `docs/mutation_equivalent.yaml`), the others are open: a test should kill them.",
         "",
         "| module | mutants | killed | survived | equivalent | timeout | not covered | "
         "not run | killed of non-equivalent |",

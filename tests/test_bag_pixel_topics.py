@@ -930,3 +930,18 @@ def test_an_image_is_found_whatever_follows_it():
         payload = cv2.imencode(".png", np.full((40, 40 + cut, 3), 90, np.uint8))[1]
         text = base64.b64encode(payload.tobytes()).rstrip(b"=")
         assert "PNG image" in (_embedded_image(b"data:" + text + b" end") or ""), len(text) % 4
+
+
+def test_a_cut_off_image_counts_from_its_first_256_bytes_wherever_it_lies():
+    """A well-formed header that does not decode whole (the rest cut off) is an image from
+    IMAGE_START bytes of its own on, wherever in the message it starts; one byte fewer is not
+    (a header printed into a log is no image)."""
+    from ciagan_ros.bag_tool import IMAGE_START, _encoded_image
+
+    noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    assert len(png) > 4 * IMAGE_START
+    for before in (b"", b"\0" * 1000):
+        found = _encoded_image(before + png[:IMAGE_START])
+        assert found is not None and found.startswith("the start of a PNG image of 64x64")
+        assert _encoded_image(before + png[: IMAGE_START - 1]) is None

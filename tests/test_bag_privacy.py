@@ -373,7 +373,12 @@ def _cloud_of(photo: np.ndarray):
 
 
 #: A type of the bag's own holding a point cloud (judged at any depth).
-SCENE_STORE = store_with({"acme_msgs/msg/Scene": "string label\nsensor_msgs/PointCloud2 cloud\n"})
+SCENE_STORE = store_with(
+    {
+        "acme_msgs/msg/Scene": "string label\nsensor_msgs/PointCloud2 cloud\n",
+        "acme_msgs/msg/Snapshot": "string label\nsensor_msgs/Image image\n",
+    }
+)
 
 
 def _hidden(photo: np.ndarray) -> dict:
@@ -493,3 +498,193 @@ def test_a_type_nothing_defines_stops_the_run_whatever_its_name(face, tmp_path, 
     assert topic in error and msgtype in error and "cannot be checked" in error
     assert error.index("cannot") < error.index("--keep-topic") and "faces included" in error
     _kept_as_is(source, target, topic, msgtype)
+
+
+# -- 3. One refusal for every topic refused ---------------------------------------------------
+
+#: Numbers shaped like an image, in no byte array: (type, definition, numpy type of the values).
+_SHAPED = {
+    "/thermal/frame": (
+        "acme_msgs/msg/Thermal",
+        "uint32 width\nuint32 height\nfloat32[] kelvin\n",
+        np.float32,
+    ),
+    "/tof/amplitude": (
+        "acme_msgs/msg/Amplitude",
+        "uint32 rows\nuint32 cols\nuint16[] values\n",
+        np.uint16,
+    ),
+}
+
+
+def _refused_topics(photo: np.ndarray) -> dict:
+    """topic: (type, definition (None: SCENE_STORE's), message, its store); refused by type."""
+    store = _pixel_store()
+    entries = {
+        topic: (msgtype, definition, build(), store)
+        for topic, (msgtype, definition, build, _) in _pixel_messages(store, photo).items()
+    }
+    h, w = photo.shape[:2]
+    for topic, (msgtype, definition, dtype) in _SHAPED.items():
+        shaped = store_with({msgtype: definition})
+        size, other, values = (line.split()[1] for line in definition.splitlines())
+        sizes = {size: w, other: h} if size == "width" else {size: h, other: w}
+        values_of = {values: photo[..., 1].reshape(-1).astype(dtype)}
+        entries[topic] = (msgtype, definition, shaped.types[msgtype](**sizes, **values_of), shaped)
+    image = image_message(photo, "bgr8", NS)
+    window = T["sensor_msgs/msg/RegionOfInterest"](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+    )
+    disparity = T["stereo_msgs/msg/DisparityImage"](
+        header=_header(), image=image, f=1.0, t=1.0, valid_window=window,
+        min_disparity=0.0, max_disparity=1.0, delta_d=1.0,
+    )  # fmt: skip
+    snapshot = SCENE_STORE.types["acme_msgs/msg/Snapshot"](label="desk", image=image)
+    entries["/stereo/disparity"] = ("stereo_msgs/msg/DisparityImage", None, disparity, None)
+    entries["/ui/snapshot"] = ("acme_msgs/msg/Snapshot", None, snapshot, None)
+    return entries
+
+
+def _write(source, entries: dict) -> None:
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, (msgtype, definition, msg, store) in entries.items():
+            if definition is None:
+                store = SCENE_STORE
+                conn = writer.add_connection(topic, msgtype, typestore=store)
+            else:
+                conn = writer.add_connection(
+                    topic, msgtype, msgdef=definition, rihs01=store.hash_rihs01(msgtype)
+                )
+            writer.write(conn, NS, store.serialize_cdr(msg, msgtype))
+
+
+def _why(error: str, topics: list[str]) -> str:
+    """The reasons (the sentence's last parenthesized part) of the sentence that names exactly
+    these topics."""
+    named = f"topics {sorted(topics)} "
+    assert named in error, error
+    sentence = error[error.index(named) :]
+    sentence = sentence[
+        : min(sentence.find(e) % (len(sentence) + 1) for e in ("; topics [", "; convert"))
+    ]
+    end = sentence.rindex(")")
+    depth, start = 1, end
+    while depth:
+        start -= 1
+        depth += {")": 1, "(": -1}.get(sentence[start], 0)
+    return sentence[start + 1 : end]
+
+
+def test_one_refusal_names_every_topic_with_its_own_reason(face, tmp_path):
+    """Several topics refused for the same cause: one sentence names them all, and gives each
+    topic's reason as a run of that topic alone gives it, in topic order, "; " between."""
+    entries = _refused_topics(face[0])
+    errors = {}
+    for number, (topic, entry) in enumerate(entries.items()):
+        source = tmp_path / str(number) / "in"
+        _write(source, {topic: entry})
+        errors[topic] = _refused(source, source.parent / "out", lambda bag: 1.0)
+    groups: dict[str, list[str]] = {}
+    for topic, error in errors.items():
+        groups.setdefault(error.split("] ", 1)[1].split(" (")[0], []).append(topic)
+    assert len(groups) == 3, groups  # byte arrays, numbers shaped like an image, held images
+    source = tmp_path / "all" / "in"
+    _write(source, entries)
+    error = _refused(source, source.parent / "out", lambda bag: 1.0)
+    for topics in groups.values():
+        assert _why(error, topics) == "; ".join(_why(errors[t], [t]) for t in sorted(topics))
+
+
+def test_types_nothing_defines_are_named_with_the_type_they_hold(face, tmp_path):
+    """A type of the bag's own that holds a type nothing defines is named with what it holds;
+    a type nothing defines at all, by its own name."""
+    photo, _ = face
+    raw = bytes(STORE.serialize_cdr(image_message(photo, "bgr8", NS), "sensor_msgs/msg/Image"))
+    source = tmp_path / "in"
+    write_humble_bag(
+        source,
+        "mcap",
+        [
+            ("/faces/crops", "acme_msgs/msg/FaceCrop", [(NS, raw)]),
+            ("/webcam/raw", "usb_driver/msg/Raw", [(NS, raw)]),
+        ],
+    )
+    error = _refused(source, tmp_path / "out", lambda bag: 1.0)
+    assert "define (acme_msgs/msg/FaceCrop, usb_driver/msg/Raw): they" in error
+
+
+def test_an_image_deep_in_a_topic_is_found_whatever_topics_follow_it(face, tmp_path):
+    """Which nested types get their messages looked into is gathered over every topic: a
+    checked topic after the one holding a colored cloud (a camera calibration) must not
+    narrow it."""
+    photo, box = face
+    msgtype, msg, photo_of = _hidden(photo)["/perception/scene"]
+    info = T["sensor_msgs/msg/CameraInfo"](
+        header=_header(), height=480, width=640, distortion_model="plumb_bob",
+        d=np.zeros(5), k=np.eye(3).reshape(-1), r=np.eye(3).reshape(-1),
+        p=np.eye(3, 4).reshape(-1), binning_x=0, binning_y=0,
+        roi=T["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
+    )  # fmt: skip
+    source, target = tmp_path / "in", tmp_path / "out"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection("/perception/scene", msgtype, typestore=SCENE_STORE)
+        writer.write(conn, NS, SCENE_STORE.serialize_cdr(msg, msgtype))
+        calib = writer.add_connection(
+            "/camera/info", "sensor_msgs/msg/CameraInfo", typestore=STORE
+        )
+        writer.write(calib, NS + 1, STORE.serialize_cdr(info, calib.msgtype))
+
+    def leaked(bag) -> float:
+        return unchanged_share(photo_of(bag["/perception/scene"]["decoded"][0]), photo, box)
+
+    error = _refused(source, target, leaked)
+    assert "topic /perception/scene (acme_msgs/msg/Scene)" in error and "carry color" in error
+
+
+def test_an_image_type_defined_with_only_its_image_fields_is_anonymized(face, tmp_path):
+    """A bag's own CompressedImage with nothing but format and data (no header) is an image
+    type all the same: anonymized, not refused."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    photo, box = face
+    msgtype, definition = "sensor_msgs/msg/CompressedImage", "string format\nuint8[] data\n"
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(definition, msgtype))
+    _, png = cv2.imencode(".png", photo)
+    source, target = tmp_path / "in", tmp_path / "out"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(
+            "/cam/compressed", msgtype, msgdef=definition, rihs01=store.hash_rihs01(msgtype)
+        )
+        msg = store.types[msgtype](format="png", data=png.reshape(-1))
+        writer.write(conn, NS, store.serialize_cdr(msg, msgtype))
+    report = anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert report["topics"]["/cam/compressed"]["faces"] == 1
+    out = store.deserialize_cdr(read_bag(target)["/cam/compressed"]["msgs"][0][1], msgtype)
+    after = cv2.imdecode(np.asarray(out.data, np.uint8), cv2.IMREAD_COLOR)
+    assert unchanged_share(after, photo, box) < 0.05
+
+
+def test_a_definition_that_uses_a_type_it_does_not_define_stops_the_run(tmp_path):
+    """A bag's stored definition that names an element type without defining it: the bag
+    cannot be read (rosbags), and the refusal names the type; nothing is written."""
+    msgtype = "acme_msgs/msg/Album"
+    full = "string source\nacme_msgs/Blob[] blobs\n" + SEPARATOR + "MSG: acme_msgs/Blob\nuint8 b\n"
+    store = store_with({msgtype: full})
+    album = store.types[msgtype](source="front", blobs=[])
+    source = tmp_path / "in"
+    with Writer(source, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection(
+            "/album",
+            msgtype,
+            msgdef="string source\nacme_msgs/Blob[] blobs\n",  # Blob's section left out
+            rihs01=store.hash_rihs01(msgtype),
+        )
+        writer.write(conn, NS, store.serialize_cdr(album, msgtype))
+    error = _refused(source, tmp_path / "out", lambda bag: 1.0)
+    assert error == (
+        f"{source}: cannot read the bag: its stored definitions use acme_msgs/msg/Blob without "
+        "defining it, so its topics cannot be checked for images"
+    )

@@ -303,3 +303,109 @@ def test_a_phone_photo_stored_sideways_is_anonymized_upright(tmp_path, shared_di
     face = (slice(y0, y1), slice(x0, x1))
     unchanged = (np.abs(result[face].astype(int) - shown[face]).max(axis=-1) <= 8).mean()
     assert unchanged < 0.2, unchanged
+
+
+def _clip(shared_dir, celeba_rows, path: Path, frames: int, fourcc: str, fps: float = 12.0):
+    base = cv2.resize(celeba_image(shared_dir, celeba_rows[0]), (320, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (320, 320))
+    for i in range(frames):
+        writer.write(np.roll(base, 3 * i, axis=1))
+    writer.release()
+    return path
+
+
+def _frame_count(path) -> int:
+    """Frames that decode, read one by one (not the container's own count)."""
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def _fourcc(capture) -> str:
+    code = int(capture.get(cv2.CAP_PROP_FOURCC))
+    return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4))
+
+
+@pytest.mark.parametrize(
+    ("suffix", "fourcc", "read_as"), [(".avi", "MJPG", "MJPG"), (".mp4", "mp4v", "FMP4")]
+)
+def test_a_video_keeps_its_frame_rate_and_codec_and_appears_complete(
+    shared_dir, celeba_rows, tmp_path, monkeypatch, suffix, fourcc, read_as
+):
+    """The output keeps the input's frame rate, is MJPG in .avi and MPEG-4 in .mp4, and is a
+    complete video at the moment it appears under its name; the progress bar counts each
+    frame once."""
+    import os
+
+    import tqdm
+
+    source = _clip(shared_dir, celeba_rows, tmp_path / f"clip{suffix}", 5, fourcc)
+    target = tmp_path / "out" / f"clip{suffix}"
+    at_rename: dict[str, int] = {}
+    replace = os.replace
+
+    def replace_and_count(src, dst):
+        if str(dst) == str(target):
+            at_rename[str(dst)] = _frame_count(src)
+        replace(src, dst)
+
+    steps: list[tuple[int, int]] = []  # (total, update)
+
+    class Progress(tqdm.tqdm):
+        def update(self, n=1):
+            steps.append((self.total, n))
+            return super().update(n)
+
+    monkeypatch.setattr(os, "replace", replace_and_count)
+    monkeypatch.setattr(tqdm, "tqdm", Progress)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out")]) == 0
+    assert at_rename == {str(target): 5}
+    assert steps == [(5, 1)] * 5
+    written = cv2.VideoCapture(str(target))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(12.0)
+    assert _fourcc(written).upper() == read_as  # FFmpeg's name for MPEG-4 part 2
+    written.release()
+
+
+def test_a_video_that_states_no_frame_rate_is_written_at_30(
+    shared_dir, celeba_rows, tmp_path, monkeypatch
+):
+    source = _clip(shared_dir, celeba_rows, tmp_path / "clip.avi", 2, "MJPG")
+    opened = cv2.VideoCapture
+
+    class NoRate:
+        """A capture whose container gives no frame rate (0), as some recorders write."""
+
+        def __init__(self, *args):
+            self._capture = opened(*args)
+
+        def get(self, prop):
+            return 0.0 if prop == cv2.CAP_PROP_FPS else self._capture.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", NoRate)
+    assert main(["anonymize", str(source), "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    monkeypatch.undo()
+    written = cv2.VideoCapture(str(tmp_path / "out" / "clip.avi"))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(30.0)
+    written.release()
+
+
+@pytest.mark.parametrize("frames", [0, 1])
+def test_a_video_of_no_frames_is_an_error_and_of_one_frame_a_video(
+    shared_dir, celeba_rows, tmp_path, frames, capsys
+):
+    source = _clip(shared_dir, celeba_rows, tmp_path / "clip.avi", frames, "MJPG")
+    out = tmp_path / "out"
+    code = main(["anonymize", str(source), "-o", str(out), "--no-progress"])
+    if frames:
+        assert code == 0 and _frame_count(out / "clip.avi") == 1
+    else:
+        assert code != 0 and f"{source}: no decodable frames" in capsys.readouterr().err
+        assert not (out / "clip.avi").exists()
+        assert not [p for p in out.iterdir() if "partial" in p.name]

@@ -420,7 +420,7 @@ def test_planning_keeps_a_single_folder_layout(tmp_path):
     ]
 
 
-def test_frames_after_a_few_damaged_ones_are_all_kept(shared_dir, celeba_rows, tmp_path):
+def test_frames_after_a_few_damaged_ones_are_all_kept(shared_dir, celeba_rows, tmp_path, capsys):
     source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=30)
     data = bytearray(source.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
@@ -433,6 +433,11 @@ def test_frames_after_a_few_damaged_ones_are_all_kept(shared_dir, celeba_rows, t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["unreadable_frames"][str(source)] == [5, 6, 20]
     assert summary["frames"] == 27
+    error = capsys.readouterr().err
+    assert (
+        f"ciagan anonymize: {source}: 3 unreadable frames skipped (listed in the summary)\n"
+        in error
+    )
 
 
 def test_a_16_bit_frame_with_a_full_scale_banner_still_has_its_face_found(blur, gray_photo):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -52,13 +53,17 @@ class _RaisingDetector:
         raise RuntimeError("detector crashed")
 
 
-def test_a_raising_pipeline_publishes_the_frame_pixelated_never_raw(photos):
+def test_a_raising_pipeline_publishes_the_frame_pixelated_never_raw(photos, caplog):
     handler, published = _handler(["cam"])
     anonymizer = Anonymizer(AnonymizerConfig(), detector=_RaisingDetector())
     handler.set_anonymizers({"cam": anonymizer})
     header, context = object(), object()
     handler.submit(InFrame("cam", photos[0], header, time.monotonic(), context))
-    assert handler.process_pending() == 1
+    with caplog.at_level(logging.ERROR, logger="ciagan_ros.frame_handler"):
+        assert handler.process_pending() == 1
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("ciagan_ros.frame_handler", "anonymization failed for a frame of cam: detector crashed")
+    ]
     [out] = published
     assert out.status == "error" and "detector crashed" in out.reason
     assert out.header is header  # the header travels unchanged

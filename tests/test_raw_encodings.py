@@ -281,3 +281,20 @@ def test_chroma_shared_with_a_changed_pixel_is_never_kept_from_the_input(encodin
     # The encoder may take a group's chroma from some of its pixels only; with those changed,
     # the input's chroma is gone (so keeping it would show).
     assert max(replaced) > 0.5
+
+
+@pytest.mark.parametrize(
+    ("encoding", "to_bgr"), [("nv12", cv2.COLOR_YUV2BGR_NV12), ("nv21", cv2.COLOR_YUV2BGR_NV21)]
+)
+def test_semiplanar_frames_are_written_in_their_chroma_order(scene, encoding, to_bgr):
+    """Every pixel changed: OpenCV's own NV12/NV21 reader (not the codec's) reads the written
+    frame back with its colours, so U and V are in the order the encoding names."""
+    frame = np.ascontiguousarray(scene[0][:, :638])
+    data = frame_to_image_data(frame, raw_message(frame, encoding)).reshape(-1, frame.shape[1])
+
+    def error(code) -> float:
+        return np.abs(cv2.cvtColor(data, code).astype(int) - frame.astype(int)).mean()
+
+    other = {cv2.COLOR_YUV2BGR_NV12: cv2.COLOR_YUV2BGR_NV21}.get(to_bgr, cv2.COLOR_YUV2BGR_NV12)
+    assert error(to_bgr) < 4, f"{error(to_bgr):.1f} levels off on average"
+    assert error(other) > 3 * error(to_bgr)  # the scene's colours tell the two orders apart

@@ -11,6 +11,7 @@ import pytest
 from ciagan_core.faces import FaceBox
 from ciagan_ros.track_recovery import (
     GROW_PER_FRAME,
+    LEAD_SCORE,
     SPEED_SLACK,
     _extrapolated,
     _grown,
@@ -84,8 +85,26 @@ def test_a_linked_gap_is_also_covered_as_if_the_tracks_were_not_linked(missed):
         for i, s in enumerate(seen)
     ]
     added = recover_faces(detections, max_gap=10)
+    last, first = 2, 3 + missed  # the hits on either side of the gap
+    velocity = np.array([step, 0.0])  # both faces' motion per frame
     for index in range(3, 3 + missed):
-        assert len(added[index]) == 3, index
+        t = (index - last) / (first - last)
+        between = (1 - t) * detections[last][0].as_array() + t * detections[first][0].as_array()
+        expected = [
+            _grown(between, min(index - last, first - index)),
+            _extrapolated(detections[last][0], velocity, index - last),  # the first face on
+            _extrapolated(detections[first][0], velocity, index - first),  # the second, back
+        ]
+        np.testing.assert_allclose([b.as_array() for b in added[index]], expected)
+
+
+@pytest.mark.parametrize(("score", "covered"), [(LEAD_SCORE, True), (LEAD_SCORE - 1e-6, False)])
+def test_a_track_with_a_hit_of_the_lead_score_is_covered_before_its_first_hit(score, covered):
+    """A face first found at frame 3: a track with a hit of LEAD_SCORE (or more) vouches for
+    the frames before it, which get its box followed back; a weaker one does not."""
+    detections = [[] for _ in range(3)] + [[_box(100.0, 60.0, 180.0, 140.0, score)]] * 3
+    added = recover_faces(detections, max_gap=3)
+    assert [len(added[i]) for i in range(3)] == ([1, 1, 1] if covered else [0, 0, 0])
 
 
 def test_a_gap_is_covered_by_the_interpolated_box_grown_with_the_distance():
