@@ -944,4 +944,36 @@ def test_a_cut_off_image_counts_from_its_first_256_bytes_wherever_it_lies():
     for before in (b"", b"\0" * 1000):
         found = _encoded_image(before + png[:IMAGE_START])
         assert found is not None and found.startswith("the start of a PNG image of 64x64")
+        assert f"(a well-formed header and {IMAGE_START} bytes;" in found
         assert _encoded_image(before + png[: IMAGE_START - 1]) is None
+
+
+def test_an_image_is_found_between_decoys_raw_and_in_base64():
+    """Magic bytes that start no image, before and after a real one, hide nothing; in base64,
+    a decoy at the start of a run whose image lies at another offset in the same run does
+    not hide it either."""
+    from ciagan_ros.bag_tool import _embedded_image, _encoded_image
+
+    png = cv2.imencode(".png", np.full((40, 48, 3), 90, np.uint8))[1].tobytes()  # 48 wide
+    decoy = b"\x89PNG\r\n\x1a\n" + b"\0" * 40  # the magic, then no header
+    assert _encoded_image(decoy + decoy + png + decoy).startswith("a PNG image of 48x40")
+    # A decoy's base64, one more digit, then the image: its digits lie 1 off the decoy's.
+    shifted = base64.b64encode(decoy[:48]) + b"x" + base64.b64encode(png)
+    assert _embedded_image(b"data:" + shifted + b" end") == "a PNG image of 48x40 pixels (base64)"
+
+
+def test_a_cut_off_image_in_base64_with_line_breaks_is_found_wherever_it_is_cut():
+    """Base64 in 76-digit lines (MIME), cut off after any number of digits (the rest in the
+    next message): the line breaks are not digits, and a last digit that cannot complete a
+    byte is dropped."""
+    from ciagan_ros.bag_tool import _embedded_image
+
+    noise = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", noise)[1].tobytes()
+    for newline in (b"\n", b"\r\n"):
+        lines = base64.encodebytes(png).replace(b"\n", newline)
+        digits = [i for i, byte in enumerate(lines) if byte not in b"\r\n"]
+        # digits kept: every remainder modulo 4, after an odd and an even number of lines
+        for cut in [*range(1400, 1404), *range(1480, 1484)]:
+            found = _embedded_image(b"log: " + lines[: digits[cut - 1] + 1])
+            assert found and found.startswith("the start of a PNG image of 64x64"), cut
