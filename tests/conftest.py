@@ -144,3 +144,38 @@ def no_face_image() -> np.ndarray:
     import skimage.data
 
     return cv2.cvtColor(skimage.data.coffee(), cv2.COLOR_RGB2BGR)
+
+
+def write_video(
+    shared_dir: Path,
+    rows: list[dict[str, str]],
+    path: Path,
+    frames: int = 30,
+    fourcc: str = "MJPG",
+    fps: float = 25.0,
+    step: int = 1,
+) -> Path:
+    """A 320x320 clip of the first CelebA face, moving ``step`` px a frame."""
+    import cv2
+
+    base = cv2.resize(celeba_image(shared_dir, rows[0]), (320, 320))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (320, 320))
+    for i in range(frames):
+        writer.write(np.roll(base, step * i, axis=1))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_face():
+    """The public-domain astronaut's photo, CenterFace box (with keypoints) and dlib's 68
+    landmarks, all real."""
+    import cv2
+
+    from ciagan_core.detection import create_detector
+    from ciagan_core.landmarks import create_landmarker
+
+    photo = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
+    [face] = [b for b in create_detector("centerface").detect(photo) if b.width > 50]
+    [landmarks] = create_landmarker("dlib").landmarks(photo, [face])
+    return photo, face, landmarks

@@ -7,6 +7,7 @@ goes through where it must not is measured by how much of the face it wrote unch
 from __future__ import annotations
 
 import base64
+import re
 
 import cv2
 import numpy as np
@@ -563,10 +564,8 @@ def _why(error: str, topics: list[str]) -> str:
     these topics."""
     named = f"topics {sorted(topics)} "
     assert named in error, error
-    sentence = error[error.index(named) :]
-    sentence = sentence[
-        : min(sentence.find(e) % (len(sentence) + 1) for e in ("; topics [", "; convert"))
-    ]
+    # The sentence ends where the next one (or the advice that ends every refusal) begins.
+    sentence = re.split(r"; (?:topics \[|convert)", error[error.index(named) :])[0]
     end = sentence.rindex(")")
     depth, start = 1, end
     while depth:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import celeba_image, hog_box, sample_rows
+from conftest import celeba_image, hog_box, sample_rows, write_video
 
 from ciagan_core.cli import main
 
@@ -305,15 +305,6 @@ def test_a_phone_photo_stored_sideways_is_anonymized_upright(tmp_path, shared_di
     assert unchanged < 0.2, unchanged
 
 
-def _clip(shared_dir, celeba_rows, path: Path, frames: int, fourcc: str, fps: float = 12.0):
-    base = cv2.resize(celeba_image(shared_dir, celeba_rows[0]), (320, 320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (320, 320))
-    for i in range(frames):
-        writer.write(np.roll(base, 3 * i, axis=1))
-    writer.release()
-    return path
-
-
 def _frame_count(path) -> int:
     """Frames that decode, read one by one (not the container's own count)."""
     capture = cv2.VideoCapture(str(path))
@@ -342,7 +333,7 @@ def test_a_video_keeps_its_frame_rate_and_codec_and_appears_complete(
 
     import tqdm
 
-    source = _clip(shared_dir, celeba_rows, tmp_path / f"clip{suffix}", 5, fourcc)
+    source = write_video(shared_dir, celeba_rows, tmp_path / f"clip{suffix}", 5, fourcc, 12.0, 3)
     target = tmp_path / "out" / f"clip{suffix}"
     at_rename: dict[str, int] = {}
     replace = os.replace
@@ -373,7 +364,7 @@ def test_a_video_keeps_its_frame_rate_and_codec_and_appears_complete(
 def test_a_video_that_states_no_frame_rate_is_written_at_30(
     shared_dir, celeba_rows, tmp_path, monkeypatch
 ):
-    source = _clip(shared_dir, celeba_rows, tmp_path / "clip.avi", 2, "MJPG")
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", 2, fps=12.0, step=3)
     opened = cv2.VideoCapture
 
     class NoRate:
@@ -400,7 +391,7 @@ def test_a_video_that_states_no_frame_rate_is_written_at_30(
 def test_a_video_of_no_frames_is_an_error_and_of_one_frame_a_video(
     shared_dir, celeba_rows, tmp_path, frames, capsys
 ):
-    source = _clip(shared_dir, celeba_rows, tmp_path / "clip.avi", frames, "MJPG")
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames, fps=12.0, step=3)
     out = tmp_path / "out"
     code = main(["anonymize", str(source), "-o", str(out), "--no-progress"])
     if frames:

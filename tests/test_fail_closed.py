@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, celeba_image, hog_box, sample_rows
+from conftest import ROOT, celeba_image, hog_box, sample_rows, write_video
 from test_pipeline import touched_area
 
 from ciagan_core.cli import anonymize as anonymize_cli
@@ -276,15 +276,6 @@ def _copy_photo(shared_dir, row, target: Path) -> Path:
     return target
 
 
-def _video(shared_dir, rows, path: Path, frames: int = 30, fourcc: str = "MJPG") -> Path:
-    base = cv2.resize(celeba_image(shared_dir, rows[0]), (320, 320))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (320, 320))
-    for i in range(frames):
-        writer.write(np.roll(base, i, axis=1))
-    writer.release()
-    return path
-
-
 def test_same_named_files_keep_their_folders_instead_of_overwriting(
     shared_dir, celeba_rows, tmp_path
 ):
@@ -301,8 +292,8 @@ def test_two_videos_that_map_to_one_output_are_refused_before_writing(
 ):
     folder = tmp_path / "in"
     folder.mkdir()
-    _video(shared_dir, celeba_rows, folder / "clip.mkv", fourcc="MJPG")
-    _video(shared_dir, celeba_rows, folder / "clip.mp4", fourcc="mp4v")
+    write_video(shared_dir, celeba_rows, folder / "clip.mkv", fourcc="MJPG")
+    write_video(shared_dir, celeba_rows, folder / "clip.mp4", fourcc="mp4v")
     out = tmp_path / "out"
     assert main(["anonymize", str(folder), "-o", str(out), "--no-progress"]) == 1
     assert "would both be written to" in capsys.readouterr().err
@@ -314,8 +305,8 @@ def test_an_output_folder_equal_to_the_input_folder_touches_no_original(
 ):
     folder = tmp_path / "in"
     folder.mkdir()
-    _video(shared_dir, celeba_rows, folder / "clip.mkv")
-    _video(shared_dir, celeba_rows, folder / "clip.mp4", fourcc="mp4v")
+    write_video(shared_dir, celeba_rows, folder / "clip.mkv")
+    write_video(shared_dir, celeba_rows, folder / "clip.mp4", fourcc="mp4v")
     _copy_photo(shared_dir, celeba_rows[0], folder / "face.jpg")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert main(["anonymize", str(folder), "-o", str(folder), "--no-progress"]) == 1
@@ -326,7 +317,7 @@ def test_an_output_folder_equal_to_the_input_folder_touches_no_original(
 def test_an_interrupted_video_leaves_no_output_and_an_interrupted_summary(
     shared_dir, celeba_rows, tmp_path, monkeypatch
 ):
-    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=40)
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=40)
     out = tmp_path / "out"
     out.mkdir()
     (out / "summary.json").write_text('{"files": 99}')  # from an earlier run
@@ -347,7 +338,7 @@ def test_an_interrupted_video_leaves_no_output_and_an_interrupted_summary(
 
 
 def test_a_video_goes_on_after_a_corrupt_region(shared_dir, celeba_rows, tmp_path):
-    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=300)
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=300)
     data = bytearray(source.read_bytes())
     start, end = int(len(data) * 0.45), int(len(data) * 0.55)
     data[start:end] = np.random.default_rng(0).integers(0, 256, end - start, np.uint8).tobytes()
@@ -364,7 +355,7 @@ def test_a_video_goes_on_after_a_corrupt_region(shared_dir, celeba_rows, tmp_pat
 
 
 def test_video_summary_reports_the_hold_frames_used(shared_dir, celeba_rows, tmp_path):
-    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=6)
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=6)
     out = tmp_path / "out"
     args = ["anonymize", str(source), "-o", str(out), "--hold-frames", "5", "--no-progress"]
     assert main(args) == 0
@@ -421,7 +412,7 @@ def test_planning_keeps_a_single_folder_layout(tmp_path):
 
 
 def test_frames_after_a_few_damaged_ones_are_all_kept(shared_dir, celeba_rows, tmp_path, capsys):
-    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=30)
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=30)
     data = bytearray(source.read_bytes())
     starts = [i for i in range(len(data) - 3) if data[i : i + 3] == b"\xff\xd8\xff"]
     for k in (5, 6, 20):  # wipe three frames' JPEG data, leave the container intact
@@ -495,7 +486,7 @@ def test_an_output_name_ending_in_a_slash_is_a_folder(shared_dir, celeba_rows, t
 
 
 def test_a_video_cannot_be_written_under_an_image_name(shared_dir, celeba_rows, tmp_path, capsys):
-    source = _video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=3)
+    source = write_video(shared_dir, celeba_rows, tmp_path / "clip.avi", frames=3)
     assert main(["anonymize", str(source), "-o", str(tmp_path / "v.png"), "--no-progress"]) == 1
     assert "cannot write a video as .png" in capsys.readouterr().err
 
@@ -565,17 +556,6 @@ def test_a_generated_face_replaces_every_pixel_of_its_region_in_a_16_bit_frame(
             kept = (result.image[centre] == deep[centre]).all(axis=-1).mean()
             assert kept <= 0.05, f"{kept:.0%} of the face kept its 16-bit input values"
     assert generated >= 2  # most faces generated, not the fallback
-
-
-@pytest.fixture(scope="module")
-def astronaut_face(detector):
-    """The astronaut's box, CenterFace keypoints and dlib's 68 landmarks, all real."""
-    from ciagan_core.landmarks import create_landmarker
-
-    photo = cv2.imread(str(ASTRONAUT))
-    [face] = [b for b in detector.detect(photo) if b.width > 50]
-    [landmarks] = create_landmarker("dlib").landmarks(photo, [face])
-    return photo, face, landmarks
 
 
 def test_each_cut_off_rule_holds_on_its_own(astronaut_face):

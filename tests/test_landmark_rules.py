@@ -8,8 +8,6 @@ exactly: on the limit a face passes, a quarter pixel past it (or the next float)
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -23,7 +21,6 @@ from ciagan_core.alignment import (
     mask_polygon,
 )
 
-ASTRONAUT = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
 Q = 0.25  # the grid: sums, means and the rules' products below stay exact on it
 CUT = "face cut off by the frame edge"
 DISAGREE = "landmarks disagree with the detection"
@@ -50,15 +47,10 @@ def _moved(box: np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def face():
+def face(astronaut_face):
     """(landmarks, box, keypoints, frame size): the box's sides are multiples of 5 px, so that
     0.2, 0.4 and 2.5 times them are exact."""
-    from ciagan_core.detection import create_detector
-    from ciagan_core.landmarks import create_landmarker
-
-    photo = cv2.imread(str(ASTRONAUT))
-    [found] = [b for b in create_detector("centerface").detect(photo) if b.width > 50]
-    [landmarks] = create_landmarker("dlib").landmarks(photo, [found])
+    photo, found, landmarks = astronaut_face
     x0, y0, x1, y1 = (round(v) for v in found.as_array())
     box = np.array([x0, y0, x0 + 5 * round((x1 - x0) / 5), y0 + 5 * round((y1 - y0) / 5)], float)
     for side in (box[2] - box[0], box[3] - box[1]):

@@ -23,6 +23,16 @@ def scene(shared_dir):
     return face_scene()
 
 
+def _slowed(function):
+    """``function`` DELAY_S slower (a method too, set on its class)."""
+
+    def slow(*args, **kwargs):
+        time.sleep(DELAY_S)
+        return function(*args, **kwargs)
+
+    return slow
+
+
 class _Slow:
     """The wrapped object, its ``method`` DELAY_S slower."""
 
@@ -31,14 +41,7 @@ class _Slow:
 
     def __getattr__(self, name):
         attribute = getattr(self._wrapped, name)
-        if name != self._method:
-            return attribute
-
-        def slow(*args, **kwargs):
-            time.sleep(DELAY_S)
-            return attribute(*args, **kwargs)
-
-        return slow
+        return _slowed(attribute) if name == self._method else attribute
 
 
 def test_each_stage_timing_measures_its_own_stage(scene, model_file, monkeypatch):
@@ -49,20 +52,9 @@ def test_each_stage_timing_measures_its_own_stage(scene, model_file, monkeypatch
     anonymizer.landmarker = _Slow(anonymizer.landmarker, "landmarks")
     anonymizer.engine = _Slow(anonymizer.engine, "run")
     for name in ("align_face", "composite"):  # the align and blend stages
-        original = getattr(pipeline, name)
-
-        def slow(*args, original=original, **kwargs):
-            time.sleep(DELAY_S)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(pipeline, name, slow)
-    restore = WorkingFrame.restore
-
-    def slow_restore(self):
-        time.sleep(DELAY_S)
-        return restore(self)
-
-    monkeypatch.setattr(WorkingFrame, "restore", slow_restore)  # blend's second part
+        monkeypatch.setattr(pipeline, name, _slowed(getattr(pipeline, name)))
+    # blend's second part: back to the input's layout
+    monkeypatch.setattr(WorkingFrame, "restore", _slowed(WorkingFrame.restore))
     start = time.perf_counter()
     result = anonymizer.process(scene[0])
     wall_ms = (time.perf_counter() - start) * 1e3
