@@ -11,6 +11,11 @@ temporary folder. It times whole training steps (1 siamese, 1 critic, 3 generato
 default, as ``ciagan train``) after warm-up steps, and in the same run an fp32 matmul as the
 machine's reference, so a run on another machine can be planned from the ratio. Writes
 ``benchmarks/results/train_<device>.{json,md}`` (or under ``$OUT`` when set).
+
+``--profile N`` then profiles N more steps (torch.profiler) into ``train_<device>_profile.txt``:
+the operators that take the most device and host time, and the share of the steps' wall time
+the device spent in kernels (low means the steps wait on Python and kernel launches, so larger
+batches or CUDA graphs pay; high means the arithmetic itself is the cost).
 """
 
 from __future__ import annotations
@@ -42,6 +47,38 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def profile_steps(trainer: Trainer, steps: int, path: Path) -> None:
+    """Profile ``steps`` training steps; write the top operators and the device's busy share."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = trainer.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(trainer.device)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(trainer.device)
+    wall_us = (time.perf_counter() - start) * 1e6
+    events = prof.key_averages()
+    lines = [f"{steps} steps, {wall_us / 1e6 / steps:.3f} s per step while profiled"]
+    if cuda:
+        from torch.autograd import DeviceType
+
+        # The kernels themselves: an operator's device time already holds its kernels', so
+        # summing every event would count each kernel twice.
+        kernels_us = sum(
+            e.self_device_time_total
+            for e in prof.events()
+            if e.device_type == DeviceType.CUDA and not e.is_user_annotation
+        )
+        lines.append(f"device busy in kernels: {kernels_us / wall_us:.1%} of the wall time")
+        lines += ["", events.table(sort_by="self_cuda_time_total", row_limit=25)]
+    lines += ["", events.table(sort_by="self_cpu_time_total", row_limit=25)]
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:2]), f"(profile: {path})", sep="\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="prepared set (default: the authors' sample)")
@@ -50,7 +87,11 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="timed steps")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--profile", type=int, default=0, help="profile this many more steps")
     args = parser.parse_args()
+    out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"train_{args.device.split(':')[0]}"
 
     from ciagan_core.cli import main as ciagan
 
@@ -76,6 +117,8 @@ def main() -> int:
             trainer.train_step()
             _sync(trainer.device)
             times.append(time.perf_counter() - start)
+        if args.profile:
+            profile_steps(trainer, args.profile, out_dir / f"{stem}_profile.txt")
     step_s = statistics.median(times)
     reference = matmul_reference(args.device)
     result = {
@@ -97,9 +140,6 @@ def main() -> int:
             args.batch_size / step_s / (reference.torch_gflops / 1e3), 3
         ),
     }
-    out_dir = Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"train_{args.device.split(':')[0]}"
     (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     machine = result["machine"]
     where = machine.get("gpu") or f"{machine.get('processor') or 'CPU'}, {os.cpu_count()} CPUs"

@@ -119,11 +119,21 @@ def check_output_file(output: str | Path) -> None:
         raise InputError(f"{output}: cannot write in {folder} (permission denied)")
 
 
+def row_major(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` on the CPU with plain row-major strides, which byte views and safetensors need.
+
+    ``.contiguous()`` is not enough: a channels-last 1x1 convolution weight (as trained on CUDA)
+    counts as contiguous, because its size-1 dimensions make any stride valid, yet keeps a last
+    stride other than 1.
+    """
+    return tensor.detach().cpu().clone(memory_format=torch.contiguous_format)
+
+
 def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
     """Hash of tensor names, dtypes, shapes and bytes, independent of file layout."""
     digest = hashlib.sha256()
     for key in sorted(state):
-        tensor = state[key].detach().cpu().contiguous()
+        tensor = row_major(state[key])
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
@@ -195,7 +205,7 @@ def save_model_file(
 
     path = Path(path)
     dtype = torch.float16 if half else torch.float32
-    state = {k: v.detach().to(dtype).cpu().contiguous() for k, v in folded_state.items()}
+    state = {k: row_major(v.detach().to(dtype)) for k, v in folded_state.items()}
     num_identities = check_state_dict(state, spectral_norm=False, source=path)
     digest = weights_sha256(state)
     metadata = {

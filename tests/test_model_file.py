@@ -198,3 +198,22 @@ def test_a_half_precision_model_file_is_half_the_size_and_generates_the_same(
     # Weights rounded to float16 move outputs by 0.003 on average (under one grey level),
     # a few by up to 0.022.
     assert np.abs(out - full).max() < 0.05 and np.abs(out - full).mean() < 0.005
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_a_generator_in_channels_last_writes_the_same_model_file(model_file, tmp_path, half):
+    # Training on CUDA keeps the networks channels-last. Its 1x1 convolution weights then count
+    # as contiguous with a last stride other than 1, and the first GPU run lost its model file.
+    from ciagan_core.model_file import save_model_file
+
+    loaded = load_model_file(model_file)
+    plain = loaded.state_dict
+    strided = {
+        k: v.to(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in plain.items()
+    }
+    assert any(v.dim() == 4 and v.is_contiguous() and v.stride(-1) != 1 for v in strided.values())
+    a = save_model_file(tmp_path / "a.safetensors", plain, loaded.info.provenance, half=half)
+    b = save_model_file(tmp_path / "b.safetensors", strided, loaded.info.provenance, half=half)
+    assert a.weights_sha256 == b.weights_sha256
+    again = load_model_file(tmp_path / "b.safetensors").state_dict
+    assert all(torch.equal(again[k], load_model_file(a.path).state_dict[k]) for k in plain)

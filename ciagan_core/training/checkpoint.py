@@ -35,6 +35,21 @@ COMPACT_VERSION = 1
 NETWORKS = ("generator", "critic", "identity")
 
 
+#: Optimizer settings that say how this process computes, not what was learnt: a checkpoint
+#: from another device or version keeps the live optimizer's (Adam is fused on CUDA only).
+IMPLEMENTATION_KEYS = ("foreach", "fused", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(state)``, keeping the live implementation settings."""
+    live = optimizer.state_dict()["param_groups"]
+    groups = [
+        {**saved, **{k: group[k] for k in IMPLEMENTATION_KEYS if k in group}}
+        for saved, group in zip(state["param_groups"], live, strict=True)
+    ]
+    optimizer.load_state_dict({**state, "param_groups": groups})
+
+
 def _to_half(tensor: torch.Tensor, moment: bool) -> torch.Tensor:
     if not tensor.is_floating_point():
         return tensor.contiguous()
@@ -93,8 +108,6 @@ def save_compact(
     part_mib: int = 16,
 ) -> list[Path]:
     """Write the compact checkpoint folder atomically; returns its files."""
-    from safetensors.torch import save
-
     tensors: dict[str, torch.Tensor] = {}
     for name, net in networks.items():
         for key, value in net.state_dict().items():
@@ -110,6 +123,20 @@ def save_compact(
             "param_groups": state["param_groups"],
             "steps": {str(i): float(v["step"]) for i, v in state["state"].items() if "step" in v},
         }
+    return _write_compact(folder, tensors, optimizer_groups, list(networks), meta, part_mib)
+
+
+def _write_compact(
+    folder: Path,
+    tensors: dict[str, torch.Tensor],
+    optimizer_groups: dict[str, Any],
+    networks: list[str],
+    meta: dict[str, Any],
+    part_mib: int,
+) -> list[Path]:
+    """Write tensors as a compact checkpoint folder (parts of ``part_mib`` MiB), atomically."""
+    from safetensors.torch import save
+
     blob = save({k: v.cpu() for k, v in tensors.items()})
     part = part_mib * 1024 * 1024
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +156,7 @@ def save_compact(
             "parts": parts,
             "sha256": hashlib.sha256(blob).hexdigest(),
             "optimizers": optimizer_groups,
-            "networks": list(networks),
+            "networks": networks,
             **meta,
         }
         manifest["manifest_sha256"] = meta_sha256(manifest)
@@ -186,6 +213,51 @@ def read_compact(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]
     return manifest, load(blob)
 
 
+def subset_compact(source: Path, target: Path, networks: list[str]) -> list[Path]:
+    """Copy of a compact checkpoint holding only ``networks`` (and their optimizer states):
+    a smaller folder to carry to the GPU machine. Resuming from it starts the others afresh.
+
+    ``target`` is a new folder, or a compact checkpoint it replaces (``source`` itself
+    included: it is read whole first); any other existing path is refused, untouched.
+    """
+    source, target = Path(source), Path(target)
+    names = list(dict.fromkeys(n.strip() for n in networks))
+    if not names or "" in names:
+        raise ModelFileError(f"name the networks to keep from {source} (got {networks!r})")
+    if target.exists() and not _is_compact_folder(target):
+        raise ModelFileError(
+            f"{target}: exists and is not a compact checkpoint; choose a new folder"
+        )
+    manifest, tensors = read_compact(source)
+    held = manifest.get("networks")
+    if not isinstance(held, list):
+        raise ModelFileError(f"{source}/manifest.json: does not say which networks it holds")
+    unknown = [n for n in names if n not in held]
+    if unknown:
+        raise ModelFileError(
+            f"{source}: holds {', '.join(held) or 'no network'}; cannot keep {', '.join(unknown)}"
+        )
+    kept = {k: v for k, v in tensors.items() if k.split("/", 1)[0] in names}
+    kept |= {
+        k: v
+        for k, v in tensors.items()
+        if k.startswith("optim/") and k.split("/", 1)[1].split(".", 1)[0] in names
+    }
+    groups = {k: v for k, v in manifest.get("optimizers", {}).items() if k in names}
+    skip = {"format", "format_version", "parts", "sha256", "optimizers", "networks"}
+    meta = {k: v for k, v in manifest.items() if k not in skip | {"manifest_sha256"}}
+    part_mib = max(1, int(manifest.get("config", {}).get("compact_part_mib", 16)))
+    return _write_compact(target, kept, groups, names, meta, part_mib)
+
+
+def _is_compact_folder(path: Path) -> bool:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == COMPACT_FORMAT
+
+
 def restore_compact(
     manifest: dict[str, Any],
     tensors: dict[str, torch.Tensor],
@@ -232,7 +304,7 @@ def restore_compact(
             {**group, "params": live_group["params"]}
             for group, live_group in zip(saved["param_groups"], live["param_groups"], strict=True)
         ]
-        optimizer.load_state_dict(live)
+        load_optimizer_state(optimizer, live)
 
 
 def encode_bytes(data: bytes) -> str:

@@ -54,7 +54,7 @@ class TrainConfig:
     log_every: int = 20
     #: Sample grid PNG every this many steps (0: only at the end).
     sample_every: int = 500
-    #: Full checkpoint every this many steps (0: only at the end / deadline).
+    #: Full and compact checkpoints every this many steps (0: only at the end / deadline).
     checkpoint_every: int = 1000
     #: Privacy and quality on held-out identities every this many steps (0: off).
     eval_every: int = 0

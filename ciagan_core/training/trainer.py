@@ -102,13 +102,22 @@ class Trainer:
             "identity": self.identity_net,
         }
         channels_last = config.channels_last and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            # Every batch has the same shape, so cuDNN's per-shape search pays for itself at once.
+            torch.backends.cudnn.benchmark = True
         for net in self.networks.values():
             net.to(self.device)
             if channels_last:
                 net.to(memory_format=torch.channels_last)
         self.channels_last = channels_last
+        # A step runs about 16,000 operator calls (profiled on the CPU), many of them small: on
+        # an H200 it took 0.36 s at batch 16, far more than its arithmetic needs. The fused
+        # Adam updates each network in a few kernels instead of several per parameter tensor.
+        fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizers = {
-            name: torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.betas))
+            name: torch.optim.Adam(
+                net.parameters(), lr=config.lr, betas=tuple(config.betas), **fused
+            )
             for name, net in self.networks.items()
         }
         self.step = 0
@@ -314,7 +323,7 @@ class Trainer:
             for name, net in self.networks.items():
                 net.load_state_dict(state["networks"][name])
             for name, optimizer in self.optimizers.items():
-                optimizer.load_state_dict(state["optimizers"][name])
+                ckpt.load_optimizer_state(optimizer, state["optimizers"][name])
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             raise ModelFileError(f"{path}: does not fit these networks ({exc})") from None
         self._restore_meta(state["meta"], path)
@@ -572,6 +581,7 @@ def run_training(
                 trainer.write_samples()
             if cfg.checkpoint_every and trainer.step % cfg.checkpoint_every == 0:
                 trainer.save_full()
+                trainer.save_compact()  # what a GPU machine's caller fetches while it runs
         else:
             stop.text = "finished"
     except FloatingPointError as exc:  # damaged weights: the last good checkpoint stays
