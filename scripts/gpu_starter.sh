@@ -33,7 +33,7 @@ RUN=/tmp/run
 rm -rf "$RUN" "$RESULTS"
 mkdir -p "$OUT" "$RESULTS"
 if ls .gpu/wheels/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+    python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site \
         .gpu/wheels/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RESULTS/gpu.txt" 2>&1
