@@ -101,7 +101,7 @@ def main() -> int:
     if args.resume:
         # Checked before anything in .gpu is touched.
         from ciagan_core.errors import CiaganError
-        from ciagan_core.training.checkpoint import read_compact
+        from ciagan_core.training.checkpoint import is_compact_folder, read_compact
 
         try:
             held = read_compact(args.resume)[0].get("networks", [])
@@ -114,7 +114,7 @@ def main() -> int:
                 f"{args.resume_networks!r}"
             )
         target = GPU / "resume"
-        if target.exists() and not (target / "manifest.json").is_file():
+        if target.exists() and not is_compact_folder(target):
             raise SystemExit(f"gpu_pack: {target} exists and is not a compact checkpoint")
     GPU.mkdir(exist_ok=True)
     count = pack_train_split(args.prepared, GPU / "train")

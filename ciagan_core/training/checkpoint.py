@@ -224,7 +224,7 @@ def subset_compact(source: Path, target: Path, networks: list[str]) -> list[Path
     names = list(dict.fromkeys(n.strip() for n in networks))
     if not names or "" in names:
         raise ModelFileError(f"name the networks to keep from {source} (got {networks!r})")
-    if target.exists() and not _is_compact_folder(target):
+    if target.exists() and not is_compact_folder(target):
         raise ModelFileError(
             f"{target}: exists and is not a compact checkpoint; choose a new folder"
         )
@@ -250,7 +250,8 @@ def subset_compact(source: Path, target: Path, networks: list[str]) -> list[Path
     return _write_compact(target, kept, groups, names, meta, part_mib)
 
 
-def _is_compact_folder(path: Path) -> bool:
+def is_compact_folder(path: Path) -> bool:
+    """Whether ``path`` holds a compact checkpoint's manifest (its parts are not checked)."""
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError):
