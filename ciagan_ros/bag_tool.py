@@ -294,13 +294,44 @@ def input_fingerprint(source: Path) -> dict[str, Any]:
     }
 
 
-def output_fingerprint(folder: Path) -> list:
-    """The files of a written bag (names and sizes), to notice one deleted or cut later."""
-    return [
-        [str(p.relative_to(folder)), p.stat().st_size]
-        for p in sorted(Path(folder).rglob("*"))
-        if p.is_file()
-    ]
+def output_fingerprint(folder: Path, expected: list | None = None) -> list:
+    """The files of a written bag: names, sizes and the sha256 of their bytes, to notice one
+    deleted, cut, rewritten or replaced later (a raw recording copied over an anonymized one
+    has the same names and sizes). A symlink is listed as one: it is never a file this tool
+    wrote. With ``expected`` (a fingerprint recorded earlier), files are hashed only when the
+    names and sizes match it (a cheap first check); otherwise sizes stand in for the hashes."""
+    entries = []
+    for p in sorted(Path(folder).rglob("*")):
+        if p.is_symlink():
+            entries.append([str(p.relative_to(folder)), "symlink"])
+        elif p.is_file():
+            entries.append([str(p.relative_to(folder)), p.stat().st_size, p])
+    if expected is not None:
+        shallow = [e[:2] for e in entries]
+        if shallow != [list(e[:2]) if isinstance(e, list) else e for e in expected]:
+            return shallow
+    return [e if e[1] == "symlink" else [e[0], e[1], file_sha256(e[2])] for e in entries]
+
+
+def remove_temporary(folder: Path) -> bool:
+    """Remove a temporary output folder, its owner file last and only once nothing else is
+    left: a removal cut short (Ctrl-C) or failing (a file that cannot be removed) leaves a
+    folder that still names its writer, so a later run can tell that writer is gone and try
+    again (a folder without an owner file is never removed: it may be a user's). Returns
+    whether the folder is gone."""
+    folder = Path(folder)
+    with contextlib.suppress(OSError):
+        for child in folder.iterdir():
+            if child.name == OWNER_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        if [child.name for child in folder.iterdir()] == [OWNER_FILE]:
+            (folder / OWNER_FILE).unlink()
+            folder.rmdir()
+    return not os.path.lexists(folder)
 
 
 def model_sha256(config: AnonymizerConfig) -> str | None:
@@ -498,11 +529,14 @@ def _check_target(
     report path (``OUT.report.json``) that is, or holds, the input, or exists and is not a
     report of this tool. Returns the identities of the bag and of the report that --overwrite
     may replace (None: that path must still be free at the end)."""
-    src, dst = source.resolve(), target.resolve()
+    try:
+        src, dst = source.resolve(), target.resolve()
+        rep = report_path(target).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise BagError(f"{target}: cannot resolve the output's path ({exc})") from None
     if dst == src or src in dst.parents or dst in src.parents or dst == Path.cwd().resolve():
         raise BagError(f"{target}: the output must be a new folder apart from the input")
     report = report_path(target)
-    rep = report.resolve()
     if rep == src or src in rep.parents or rep in src.parents:
         raise BagError(
             f"{report}: the report of OUT {target} would be or hold the input; choose another OUT"
@@ -678,6 +712,8 @@ class _Publishing:
     holding_old: bool = False
     #: The report being replaced sits in ``parent``.
     holding_report: bool = False
+    #: The new bag is in place and this, its report, not yet (put in place on clean-up).
+    report_pending: Path | None = None
 
     @property
     def report_path(self) -> Path:
@@ -738,9 +774,12 @@ class _Publishing:
             raise
         # Replaced, as asked: the old bag and report go with the temporary folder.
         self.holding_old = self.holding_report = False
+        self.report_pending = report_file
         try:
             _rename_file_noreplace(report_file, self.report_path)
-        except FileExistsError:  # put there in the instant since the check: never replaced
+            self.report_pending = None
+        except FileExistsError:
+            self.report_pending = None  # put there in the instant since the check: never replaced
             home = self.target.with_name(f"{self.target.name}.report-{uuid.uuid4().hex[:8]}.json")
             _rename_file_noreplace(report_file, home)
             raise BagError(
@@ -774,7 +813,14 @@ class _Publishing:
         if self.holding_old or self.holding_report:  # never remove what this run did not replace
             log.error("what was at %s (or its report) is kept in %s", self.target, self.parent)
             return
-        shutil.rmtree(self.parent, ignore_errors=True)
+        if self.report_pending is not None:
+            # Interrupted between the bag's rename and its report's: the report goes in place.
+            try:
+                _rename_file_noreplace(self.report_pending, self.report_path)
+            except OSError:
+                log.error("the report of %s is kept in %s", self.target, self.parent)
+                return
+        remove_temporary(self.parent)
 
 
 # -- What the bag holds ------------------------------------------------------------------------

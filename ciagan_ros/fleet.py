@@ -23,17 +23,19 @@ another host, or one without a readable owner file is never touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import logging
+import math
 import os
-import shutil
 import socket
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from ciagan_core.atomic_write import write_bytes_atomic
@@ -46,6 +48,7 @@ from ciagan_ros.bag_tool import (
     input_fingerprint,
     output_fingerprint,
     process_context,
+    remove_temporary,
     settings_digest,
 )
 
@@ -156,12 +159,15 @@ def plan_jobs(inputs: Sequence[Path], outdir: Path) -> list[BagJob]:
     """One output folder per bag, ``OUTDIR/<bag name>``; names must not collide and no output
     may be or hold an input."""
     outdir = Path(outdir)
+    try:
+        out = outdir.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise InputError(f"{outdir}: cannot resolve the output folder's path ({exc})") from None
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     bags = find_bags(inputs, exclude=outdir)
     if not bags:
         raise InputError("no bags to process")
-    out = outdir.resolve()
     jobs, names = [], {}
     for bag in bags:
         if bag == out or out in bag.parents:
@@ -175,23 +181,46 @@ def plan_jobs(inputs: Sequence[Path], outdir: Path) -> list[BagJob]:
             )
         names[bag.name] = bag
         jobs.append(BagJob(bag, out / bag.name))
+    # The fleet's own files in OUTDIR: its report and lock, each bag's report and attempt count.
+    reserved = {REPORT_NAME: "the fleet report", LOCK_NAME: "the fleet's lock"}
+    for job in jobs:
+        reserved[job.report_path.name] = f"the report of bag {job.source}"
+        reserved[_attempts_file(job).name] = f"the attempt count of bag {job.source}"
+    for job in jobs:
+        if job.target.name in reserved:
+            raise InputError(
+                f"{job.source}: its output {job.target} would be {reserved[job.target.name]}; "
+                "rename the bag or run it separately"
+            )
+        attempts = _attempts_file(job)
+        if attempts.is_dir() and not attempts.is_symlink():  # a file the fleet replaces
+            raise InputError(
+                f"{attempts}: the fleet counts bag {job.source}'s attempts in a file of this "
+                "name, but this is a folder; remove or rename it"
+            )
     return jobs
 
 
 def is_finished(job: BagJob, digest: str) -> bool:
     """The output and its report are complete, were made from this input with these settings,
-    and the output's files are all still there at their sizes."""
+    and the output's files are all still there with the bytes written (names and sizes first,
+    then each file's sha256); a symlinked output or report never is."""
     if not (job.target / "metadata.yaml").is_file() or not job.report_path.is_file():
         return False
+    if job.target.is_symlink() or job.report_path.is_symlink():
+        return False  # never what ciagan bag wrote: it may point at anything, a raw bag too
     try:
         report = json.loads(job.report_path.read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(report, dict) or not isinstance(report.get("output_fingerprint"), list):
+        return False
+    recorded = report["output_fingerprint"]
     return (
         report.get("complete") is True
         and report.get("settings_sha256") == digest
         and report.get("input_fingerprint") == input_fingerprint(job.source)
-        and report.get("output_fingerprint") == output_fingerprint(job.target)
+        and output_fingerprint(job.target, expected=recorded) == recorded
     )
 
 
@@ -206,7 +235,10 @@ def _count_attempt(job: BagJob) -> int:
         count = int(path.read_text()) + 1
     except (OSError, ValueError):
         count = 1
-    path.write_text(str(count))
+    try:
+        path.write_text(str(count))
+    except OSError as exc:  # a full disk: the bag itself then fails with the reason
+        log.warning("%s: cannot count this attempt (%s)", path, exc.strerror)
     return count
 
 
@@ -230,8 +262,7 @@ def remove_stale_temporaries(outdir: Path, names: Sequence[str]) -> int:
             if not writer_gone(owner):
                 log.info("%s: its writer may still run; left in place", path)
                 continue
-            shutil.rmtree(path, ignore_errors=True)
-            removed += 1
+            removed += remove_temporary(path)
     return removed
 
 
@@ -363,7 +394,24 @@ class FleetLock:
     def acquire(self) -> None:
         import fcntl
 
-        handle = self.path.open("a+")
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:
+            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise InputError(
+                f"{self.path}: cannot use it as the fleet's lock ({why}); remove it, or use "
+                "another output folder"
+            ) from None
+        info = os.fstat(fd)
+        if not S_ISREG(info.st_mode) or info.st_nlink > 1:
+            os.close(fd)
+            what = "is not a file" if not S_ISREG(info.st_mode) else "has other names (hard links)"
+            raise InputError(
+                f"{self.path}: {what}; the fleet's lock must be a file of its own: remove it, "
+                "or use another output folder"
+            )
+        handle = os.fdopen(fd, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -386,6 +434,16 @@ class FleetLock:
             self.handle = None
 
 
+#: Settings that only Ray uses, and their command-line options.
+RAY_OPTIONS = {
+    "workers": "--workers",
+    "num_cpus": "--cpus-per-worker",
+    "num_gpus": "--gpus-per-worker",
+    "max_restarts": "--max-restarts",
+    "max_task_retries": "--max-task-retries",
+}
+
+
 def run_fleet(
     inputs: Sequence[Path],
     outdir: Path,
@@ -402,15 +460,25 @@ def run_fleet(
     check_detector_settings(config.detector, config.detector_settings)
     if fleet.workers < 0 or fleet.num_cpus < 0 or fleet.num_gpus < 0:
         raise ConfigError("workers, num_cpus and num_gpus must not be negative")
+    if not (math.isfinite(fleet.num_cpus) and math.isfinite(fleet.num_gpus)):
+        raise ConfigError("num_cpus and num_gpus must be finite numbers")
     if fleet.max_restarts < 0 or fleet.max_task_retries < 0:
         raise ConfigError("max_restarts and max_task_retries must not be negative")
     outdir = Path(outdir)
     jobs = plan_jobs(inputs, outdir)
-    if fleet.ray_address is None and (fleet.workers > 1 or fleet.num_gpus):
-        log.warning(
-            "--workers and --gpus-per-worker apply to Ray workers; without --ray the "
-            "bags run one after another in this process"
-        )
+    if fleet.ray_address is None:
+        ignored = [
+            option
+            for name, option in RAY_OPTIONS.items()
+            if getattr(fleet, name) != getattr(FleetSettings, name)
+            and not (name == "workers" and fleet.workers <= 1)
+        ]
+        if ignored:
+            log.warning(
+                "%s apply to Ray workers; without --ray the bags run one after another in "
+                "this process",
+                ", ".join(ignored),
+            )
     if fleet.ray_address is not None:
         _import_ray()  # before anything is created
     try:
@@ -445,6 +513,12 @@ def run_fleet(
         return report
 
     try:
+        # Until this run ends, the report says it is not complete (an earlier run's would
+        # otherwise stand while this one works, and after it is killed).
+        try:
+            write_report(complete=False)
+        except OSError as exc:
+            raise InputError(f"{outdir / REPORT_NAME}: cannot write it ({exc.strerror})") from None
         removed = remove_stale_temporaries(outdir, names)
         if removed:
             log.warning("removed %d temporary folders of an interrupted run", removed)
@@ -497,7 +571,8 @@ def run_fleet(
     finally:
         with contextlib.suppress(OSError):
             remove_stale_temporaries(outdir, names)
-            for job in jobs:
+        for job in jobs:
+            with contextlib.suppress(OSError):
                 _attempts_file(job).unlink(missing_ok=True)
         lock.release()
 

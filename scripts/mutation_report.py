@@ -154,7 +154,9 @@ def main() -> int:
         "`bash scripts/mutation.sh`: mutmut 3.8.1 writes the mutants and records which tests "
         "reach each function (modules and tests in `[tool.mutmut]` of `pyproject.toml`); "
         "`scripts/mutation_runner.py` decides them, each mutant's tests in a freshly started "
-        "worker process rather than a fork. A mutant is one small change to the code (an "
+        "worker process rather than a fork (the tests that start a Ray cluster in a "
+        "`python -m pytest` of their own for each mutant). A mutant is one small change to the "
+        "code (an "
         "operator, a constant, a condition); it is killed when a test fails. Survivors are "
         "listed with their diff; those marked equivalent cannot change behaviour (the reason is "
         "in `docs/mutation_equivalent.yaml`), the others are open: a test should kill them.",

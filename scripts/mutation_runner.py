@@ -15,6 +15,13 @@ pattern that matches no mutant) and decides the mutants itself:
 - a mutant's tests are the ones mutmut's stats say reach its function, fastest first, stopping
   at the first failure; a mutant whose tests run past their budget counts as a timeout (killed),
   and its worker is replaced;
+- tests marked ``ray`` (tests/conftest.py marks every test that starts a local Ray cluster) run
+  last, once the others passed, in a ``python -m pytest`` started for that mutant alone: the
+  cluster and its worker processes start with that mutant and end with that process, which a
+  timeout (or the replacement of its worker) kills with its process group;
+- before any mutant, each function's tests run once on the unmutated code in the order its
+  mutants get them: a test that fails there depends on the tests before it (on state another
+  test changed) and would kill every mutant falsely, so the run stops and names it;
 - tests that killed a mutant are run again on the unmutated code in the same worker after every
   few kills: if one fails there, the worker is replaced and those mutants are decided again, each
   in a new worker, so a kill is never the leftover of an earlier mutant;
@@ -34,6 +41,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,12 +58,17 @@ UNDECIDED = 100
 CHECK_EVERY = 10
 
 
+#: A fresh ``python -m pytest`` for the Ray tests starts a cluster: its seconds on top of theirs.
+ISOLATED_OVERHEAD_S = 90.0
+
+
 @dataclass
 class Job:
     mutant: str  # "" runs the unmutated code, "fail" mutmut's forced failure
     tests: list[str]
     budget_s: float
     fresh: bool = False  # must run in a worker that has run nothing before
+    isolated: list[str] = field(default_factory=list)  # run last, in a process of their own
 
 
 @dataclass
@@ -106,14 +119,62 @@ def _worker(mutants: str, connection, log_path: str) -> None:
         job = connection.recv()
         if job is None:
             return
-        mutant, tests = job
+        mutant, tests, isolated, budget_s = job
+        started = time.monotonic()
         set_mutant_under_test(mutant)
-        print(f"\n=== {mutant or 'unmutated'}: {len(tests)} tests", flush=True)
+        print(f"\n=== {mutant or 'unmutated'}: {len(tests)} + {len(isolated)} tests", flush=True)
         failure = FirstFailure()
-        arguments = ["--rootdir=.", "--tb=short", "-x", "-q", "-p", "no:cacheprovider"]
-        code = int(pytest.main([*arguments, *tests], plugins=[failure]))
+        code = int(pytest.main([*PYTEST_ARGUMENTS, *tests], plugins=[failure])) if tests else 0
         sys.stdout.flush()
+        if code == 0 and isolated:
+            remaining = budget_s - (time.monotonic() - started)
+            if remaining < 30:  # the runner's deadline would come first
+                code = TIMEOUT
+            else:
+                code, nodeid = _run_isolated(mutant, isolated, remaining, log_path + ".pid")
+                failure.nodeid = nodeid
         connection.send((mutant, code, failure.nodeid))
+
+
+PYTEST_ARGUMENTS = ["--rootdir=.", "--tb=short", "-x", "-q", "-p", "no:cacheprovider"]
+
+
+def _run_isolated(
+    mutant: str, tests: list[str], timeout_s: float, pid_file: str
+) -> tuple[int, str]:
+    """Run ``tests`` in a new ``python -m pytest`` in a process group of its own (its pid in
+    ``pid_file`` while it runs, for the runner to kill it with a worker it replaces); returns
+    pytest's exit code (TIMEOUT when it ran past ``timeout_s``) and the first failing test."""
+    import subprocess
+
+    print(f"--- in a fresh process: {' '.join(tests)}", flush=True)
+    env = {**os.environ, "MUTANT_UNDER_TEST": mutant}
+    command = [sys.executable, "-m", "pytest", *PYTEST_ARGUMENTS, "-rfE", *tests]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    Path(pid_file).write_text(str(process.pid))
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        print(output, flush=True)
+        return TIMEOUT, ""
+    finally:
+        Path(pid_file).unlink(missing_ok=True)
+    print(output, flush=True)
+    for line in output.splitlines():  # pytest's summary: "FAILED nodeid - reason"
+        kind, _, rest = line.partition(" ")
+        if kind in ("FAILED", "ERROR") and "::" in rest:
+            return process.returncode, rest.partition(" - ")[0].strip()
+    return process.returncode, ""
 
 
 class Runner:
@@ -143,6 +204,11 @@ class Runner:
     def _replace(self, worker: Worker) -> Worker:
         worker.process.kill()
         worker.process.join(10)
+        # The fresh pytest it may have started for Ray tests runs in a group of its own.
+        pid_file = self.log_dir / f"worker-{worker.number}.log.pid"
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
         worker.connection.close()
         fresh = self._start(worker.number)
         self.workers[self.workers.index(worker)] = fresh
@@ -152,8 +218,11 @@ class Runner:
         worker.job = job
         worker.started = time.monotonic()
         # The first job of a worker also pays for importing the tests' modules and models.
-        worker.deadline = worker.started + job.budget_s + (120 if worker.runs == 0 else 0)
-        worker.connection.send((job.mutant, job.tests))
+        budget = job.budget_s + (120 if worker.runs == 0 else 0)
+        worker.deadline = worker.started + budget
+        if job.isolated:  # the worker's own timeout of the fresh process comes first
+            worker.deadline += 60
+        worker.connection.send((job.mutant, job.tests, job.isolated, budget))
 
     def shutdown(self) -> None:
         for worker in self.workers:
@@ -162,6 +231,44 @@ class Runner:
             worker.process.join(30)
             if worker.process.is_alive():
                 worker.process.kill()
+
+    def baseline(self, jobs: list[Job]) -> None:
+        """Run each distinct test list once on the unmutated code, in the order the mutants get
+        it; stop the run if a test fails there."""
+        budgets: dict[tuple, float] = {}
+        for job in jobs:
+            key = (tuple(job.tests), tuple(job.isolated))
+            budgets[key] = max(budgets.get(key, 0.0), job.budget_s)
+        queue = list(budgets)
+        print(f"{len(queue)} test lists to run on the unmutated code first")
+        while queue or any(w.job for w in self.workers):
+            for worker in self.workers:
+                if worker.job is None and queue:
+                    key = queue.pop(0)
+                    self._send(worker, Job("", list(key[0]), budgets[key], isolated=list(key[1])))
+            busy = {w.connection: w for w in self.workers if w.job is not None}
+            for connection in multiprocessing.connection.wait(list(busy), timeout=5):
+                worker = busy[connection]
+                worker.job = None
+                worker.runs += 1
+                try:
+                    _, code, failed = connection.recv()
+                except (EOFError, OSError):
+                    raise SystemExit(
+                        f"worker {worker.number} died on the unmutated code"
+                    ) from None
+                if code != 0:
+                    raise SystemExit(
+                        f"{failed or 'a test'} fails on the unmutated code after the tests before "
+                        f"it (exit {code}; see worker {worker.number}'s log): it would kill "
+                        "mutants falsely; make it independent of the tests' order"
+                    )
+            now = time.monotonic()
+            for worker in self.workers:
+                if worker.job is not None and now > worker.deadline:
+                    raise SystemExit(
+                        f"worker {worker.number} ran past its budget on the unmutated code"
+                    )
 
     # --- results -------------------------------------------------------------------------
     def _meta_path(self, mutant: str) -> Path:
@@ -199,7 +306,10 @@ class Runner:
             for mutant, _ in kills:
                 verdicts.pop(mutant, None)
                 original = next(j for j in jobs if j.mutant == mutant)
-                queue.insert(0, Job(mutant, original.tests, original.budget_s, fresh=True))
+                queue.insert(
+                    0,
+                    Job(mutant, original.tests, original.budget_s, True, original.isolated),
+                )
 
         while queue or any(w.job for w in self.workers):
             for worker in self.workers:
@@ -249,6 +359,9 @@ class Runner:
                 if code == 5:
                     self.record(mutant, NO_TESTS, seconds)
                     status(mutant, "no tests", seconds)
+                elif code == TIMEOUT:  # the fresh process of its Ray tests ran past the budget
+                    self.record(mutant, TIMEOUT, seconds)
+                    status(mutant, "timeout", seconds)
                 elif code == 0:
                     self.record(mutant, 0, seconds)
                     status(mutant, "survived", seconds)
@@ -260,7 +373,9 @@ class Runner:
                 else:
                     self.record(mutant, 1, seconds)
                     status(mutant, "killed", seconds, failed)
-                    if not job.fresh:  # a new worker ran nothing before it: no check needed
+                    # A new worker ran nothing before it, and the Ray tests ran in a process
+                    # of their own: neither kill can be an earlier mutant's leftover.
+                    if not job.fresh and failed not in job.isolated:
                         worker.kills.append((mutant, failed))
             for worker in list(self.workers):
                 if worker.job is not None and now > worker.deadline:
@@ -278,6 +393,38 @@ class Runner:
         return verdicts
 
 
+def ray_tests(mutants: Path, tests: set[str]) -> set[str]:
+    """Which of ``tests`` are marked ``ray`` (collected once, in the mutated copy)."""
+    files = sorted({test.partition("::")[0] for test in tests})
+    if not files:
+        return set()
+    import subprocess
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",  # one node ID a line
+            "-m",
+            "ray",
+            "--rootdir=.",
+            "-p",
+            "no:cacheprovider",
+            *files,
+        ],
+        cwd=mutants,
+        env={**os.environ, "PYTHONPATH": str(mutants)},
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode not in (0, 5):  # 5: none marked
+        raise SystemExit(f"collecting the Ray tests failed:\n{result.stdout[-3000:]}")
+    marked = {line.strip() for line in result.stdout.splitlines() if "::" in line}
+    return {test for test in tests if test in marked}
+
+
 def load_jobs(
     mutants: Path,
     patterns: list[str],
@@ -289,6 +436,14 @@ def load_jobs(
     stats = json.loads((mutants / "mutmut-stats.json").read_text())
     tests_by_function = stats["tests_by_mangled_function_name"]
     duration = stats["duration_by_test"]
+    selected = {
+        t
+        for meta_path in mutants.rglob("*.py.meta")
+        for mutant in json.loads(meta_path.read_text())["exit_code_by_key"]
+        if any(fnmatch.fnmatchcase(mutant, p) for p in patterns)
+        for t in tests_by_function.get(mutant.partition("__mutmut_")[0], [])
+    }
+    isolated = ray_tests(mutants, selected | set(first) | set(last))
     jobs = []
     for meta_path in sorted(mutants.rglob("*.py.meta")):
         codes = json.loads(meta_path.read_text())["exit_code_by_key"]
@@ -301,7 +456,12 @@ def load_jobs(
             tests = sorted(tests_by_function.get(function, []), key=lambda t: duration.get(t, 0))
             tests = list(dict.fromkeys([*first, *tests, *last]))
             estimate = sum(duration.get(t, 0.0) for t in tests)
-            jobs.append(Job(mutant, tests, max(120.0, factor * estimate + 60.0)))
+            budget = max(120.0, factor * estimate + 60.0)
+            ray = [t for t in tests if t in isolated]
+            if ray:
+                budget += ISOLATED_OVERHEAD_S
+            tests = [t for t in tests if t not in isolated]
+            jobs.append(Job(mutant, tests, budget, isolated=ray))
     return sorted(jobs, key=lambda job: job.budget_s)
 
 
@@ -336,17 +496,24 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.mutants / "mutmut-stats.json").exists():
         parser.error(f"{args.mutants}/mutmut-stats.json is missing: run `mutmut run` first")
+    conftest = Path("tests") / "conftest.py"
+    if (ROOT / conftest).read_bytes() != (args.mutants / conftest).read_bytes():
+        # Its hooks decide which tests run in a fresh process (the `ray` mark).
+        parser.error(
+            f"{args.mutants / conftest} differs from {ROOT / conftest}: the mutated copy is "
+            "older than the tests; run `mutmut run` again (scripts/mutation.sh does)"
+        )
+    os.environ.setdefault("CIAGAN_SHARED", str(ROOT.parent / "shared"))  # collection needs it
     jobs = load_jobs(
         args.mutants, args.patterns, args.rerun, args.budget_factor, args.tests, args.tests_last
     )
-    without_tests = [job for job in jobs if not job.tests]
-    jobs = [job for job in jobs if job.tests]
+    without_tests = [job for job in jobs if not job.tests and not job.isolated]
+    jobs = [job for job in jobs if job.tests or job.isolated]
     log_dir = args.mutants / "runner-logs"
     log_dir.mkdir(exist_ok=True)
     # One thread per worker: the workers share the cores, and torch would oversubscribe them.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(variable, "1")
-    os.environ.setdefault("CIAGAN_SHARED", str(ROOT.parent / "shared"))
     print(f"{len(jobs)} mutants to decide, {len(without_tests)} reached by no test")
     runner = Runner(args.mutants, max(1, min(args.workers, len(jobs) or 1)), log_dir)
     try:
@@ -355,12 +522,16 @@ def main() -> int:
         if jobs:
             # mutmut's forced failure: every test must fail when the mutated copy is imported.
             first = runner.workers[0]
-            runner._send(first, Job("fail", jobs[0].tests[:1], 600))
+            some = next((job.tests[:1] for job in jobs if job.tests), [])
+            runner._send(
+                first, Job("fail", some, 600, isolated=[] if some else jobs[0].isolated[:1])
+            )
             _, code, _ = first.connection.recv()
             first.job = None
             first.runs += 1
             if code == 0:
                 raise SystemExit("the tests pass under mutmut's forced failure: wrong import path")
+        runner.baseline(jobs)
         verdicts = runner.run(jobs)
     finally:
         runner.shutdown()

@@ -36,6 +36,13 @@ def pytest_sessionstart(session) -> None:
         )
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that starts a local Ray cluster (through the ``ray_local`` fixture)."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)
+
+
 def _require(path: Path) -> Path:
     if path.exists():
         return path

@@ -283,6 +283,27 @@ def _write_humble_mcap(path, data_file: str, topics, defined: set[str]) -> None:
     scratch.rmdir()
 
 
+def write_face_bag(path, face: np.ndarray, frames: int = 3, storage: str = "mcap") -> np.ndarray:
+    """A bag of ``frames`` 320x240 bgr8 images on /cam/image, each the same canvas with
+    ``face`` (200x200) in it; returns the canvas (its face box: ``FACE_BOX``)."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    canvas = np.full((240, 320, 3), 80, np.uint8)
+    canvas[20:220, 60:260] = face
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        image = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=STORE)
+        for i in range(frames):
+            stamp = 1_700_000_000 * NS + i * 100_000_000
+            msg = image_message(canvas, "bgr8", stamp)
+            writer.write(image, stamp, STORE.serialize_cdr(msg, image.msgtype))
+    return canvas
+
+
+#: The middle of the face in every frame of ``write_face_bag`` (x0, y0, x1, y1).
+FACE_BOX = (130, 50, 190, 125)
+
+
 # -- Reading and judging ------------------------------------------------------------------------
 
 

@@ -277,3 +277,51 @@ def test_storage_files_that_metadata_yaml_does_not_list_stop_the_run(frames, tmp
         anonymize_bag(source, tmp_path / "out", AnonymizerConfig(), BagSettings())
     assert "\n" not in str(error.value)
     assert _names(tmp_path) == ["rec"]
+
+
+def test_an_interruption_between_the_bag_and_its_report_still_puts_the_report(
+    frames, tmp_path, monkeypatch
+):
+    # Ctrl-C in the instant after the bag's rename: the report it was about to get is put in
+    # place on the way out (it would otherwise go with the temporary folder, and the bag
+    # could never be resumed).
+    source, target = tmp_path / "in", tmp_path / "out"
+    _bag(source, frames)
+    original = bag_tool._rename_file_noreplace
+    calls = []
+
+    def interrupted_once(src, dst):
+        calls.append(dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return original(src, dst)
+
+    monkeypatch.setattr(bag_tool, "_rename_file_noreplace", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    report = json.loads(bag_tool.report_path(target).read_text())
+    assert report["complete"] is True
+    assert report["output_fingerprint"] == output_fingerprint(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out", "out.report.json"]
+
+
+def test_an_output_path_in_a_symlink_loop_is_one_clear_error(frames, tmp_path):
+    source = tmp_path / "in"
+    _bag(source, frames)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(BagError, match="cannot resolve the output's path"):
+        anonymize_bag(source, tmp_path / "loop" / "out", AnonymizerConfig(), BagSettings())
+
+
+def test_the_output_fingerprint_names_each_file_s_content(frames, tmp_path):
+    import hashlib
+
+    _bag(tmp_path / "bag", frames)
+    fingerprint = output_fingerprint(tmp_path / "bag")
+    for name, size, digest in fingerprint:
+        data = (tmp_path / "bag" / name).read_bytes()
+        assert (size, digest) == (len(data), hashlib.sha256(data).hexdigest())
+    # Hashed only when names and sizes match what was recorded.
+    assert output_fingerprint(tmp_path / "bag", expected=[["other", 1, "x"]]) == [
+        e[:2] for e in fingerprint
+    ]

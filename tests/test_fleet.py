@@ -121,11 +121,14 @@ def fleet_run(bags, ray_local, tmp_path_factory):
         SETTINGS,
         FleetSettings(ray_address="local", workers=2),
     )
-    return outdir, report
+    # As written by the Ray run: tests that run the fleet into OUTDIR again rewrite it (and
+    # they run in any order: the mutation runner runs them fastest first).
+    on_disk = json.loads((outdir / "fleet_report.json").read_text())
+    return outdir, report, on_disk
 
 
 def test_ray_outputs_are_what_ciagan_bag_writes_for_each_bag(fleet_run, alone):
-    outdir, report = fleet_run
+    outdir, report, _ = fleet_run
     assert report["done"] == 5 and report["failed"] == 1
     assert report["backend"].startswith("ray (2 workers")
     for name, expected in alone.items():
@@ -134,20 +137,19 @@ def test_ray_outputs_are_what_ciagan_bag_writes_for_each_bag(fleet_run, alone):
 
 
 def test_the_corrupt_bag_is_one_clear_failure_and_nothing_is_left_behind(fleet_run):
-    outdir, report = fleet_run
+    outdir, report, on_disk = fleet_run
     [failed] = [r for r in report["results"] if r["status"] == "failed"]
     assert failed["source"].endswith("run5")
     assert "cannot read the bag" in failed["error"]
     assert not (outdir / "run5").exists()
     assert _leftovers(outdir) == []  # no temporary folder, attempt counter or lock
-    on_disk = json.loads((outdir / "fleet_report.json").read_text())
     assert on_disk["results"] == report["results"]
     done = [r for r in report["results"] if r["status"] == "done"]
     assert all(r["faces"] >= 4 and r["messages"] == 8 and r["attempts"] == 1 for r in done)
 
 
 def test_running_the_same_command_again_skips_finished_bags(fleet_run, bags, capsys):
-    outdir, _ = fleet_run
+    outdir, _, _ = fleet_run
     before = {p.name: p.stat().st_mtime_ns for p in outdir.iterdir()}
     args = ["fleet", *map(str, bags.values()), "-o", str(outdir), "--max-gap", "2"]
     assert main([*args, "--no-progress"]) == 1  # the corrupt bag still fails
@@ -163,7 +165,7 @@ def test_running_the_same_command_again_skips_finished_bags(fleet_run, bags, cap
 def test_changed_settings_are_never_taken_for_a_finished_bag(fleet_run, bags):
     """Resume matches settings too: the same bag with another method is not skipped (its
     output was made with blur), it asks for --overwrite."""
-    outdir, _ = fleet_run
+    outdir, _, _ = fleet_run
     args = ["fleet", str(bags["run1"]), "-o", str(outdir), "--max-gap", "2"]
     assert main([*args, "--method", "pixelate", "--no-progress"]) == 1
     report = json.loads((outdir / "fleet_report.json").read_text())
@@ -171,8 +173,12 @@ def test_changed_settings_are_never_taken_for_a_finished_bag(fleet_run, bags):
     assert "--overwrite" in report["results"][0]["error"]
 
 
-def test_a_changed_input_is_done_again_only_with_overwrite(fleet_run, bags, faces, tmp_path):
-    outdir, _ = fleet_run
+def test_a_changed_input_is_done_again_only_with_overwrite(bags, faces, tmp_path):
+    outdir = tmp_path / "out"  # its own: the Ray run's output stays as that run left it
+    assert (
+        run_fleet([bags["run0"]], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())["done"]
+        == 1
+    )
     changed = tmp_path / "run0"
     _write_bag(changed, faces[:1], "mcap", frames=3)
     report = run_fleet([changed], outdir, AnonymizerConfig(), SETTINGS, FleetSettings())
@@ -187,20 +193,18 @@ def test_a_changed_input_is_done_again_only_with_overwrite(fleet_run, bags, face
 
 
 def _kill_worker_when_a_bag_starts(outdir: Path, stop: threading.Event, killed: list) -> None:
-    """Kill (SIGKILL) the Ray worker process as soon as a bag's temporary folder appears."""
+    """Kill (SIGKILL) the Ray worker writing a bag into ``outdir`` as soon as its temporary
+    folder names it (its owner file): that worker only, never another run's on this host."""
     while not stop.is_set():
-        if list(outdir.glob(".*.partial-*")):
-            for proc in Path("/proc").iterdir():
-                if not proc.name.isdigit():
-                    continue
-                try:
-                    cmdline = (proc / "cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"ray::BagWorker" in cmdline:
-                    os.kill(int(proc.name), signal.SIGKILL)
-                    killed.append(int(proc.name))
-            if killed:
+        for owner in outdir.glob(".*.partial-*/.owner.json"):
+            try:
+                pid = json.loads(owner.read_text())["pid"]
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError, KeyError):
+                continue  # still being written
+            if b"ray::BagWorker" in cmdline:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
                 return
         time.sleep(0.01)
 

@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("rosbags")
 from ros_node import unchanged_share
-from rosbag_messages import NS, STORE, image_message
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbag_messages import FACE_BOX as FACE
+from rosbag_messages import write_face_bag
 
 from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import BagSettings, settings_digest
@@ -28,20 +28,6 @@ from ciagan_ros.fleet import BagJob, BagWorker, is_finished
 from tests.conftest import celeba_image, sample_rows
 
 SETTINGS = BagSettings(max_gap=2)
-#: The middle of the face in every frame (x0, y0, x1, y1).
-FACE = (130, 50, 190, 125)
-
-
-def _write_bag(path: Path, face: np.ndarray, frames: int = 3) -> np.ndarray:
-    canvas = np.full((240, 320, 3), 80, np.uint8)
-    canvas[20:220, 60:260] = face
-    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        image = writer.add_connection("/cam/image", "sensor_msgs/msg/Image", typestore=STORE)
-        for i in range(frames):
-            stamp = 1_700_000_000 * NS + i * 100_000_000
-            msg = image_message(canvas, "bgr8", stamp)
-            writer.write(image, stamp, STORE.serialize_cdr(msg, image.msgtype))
-    return canvas
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +41,7 @@ def worker() -> BagWorker:
 
 
 def _job(tmp_path: Path, face: np.ndarray) -> tuple[BagJob, np.ndarray]:
-    canvas = _write_bag(tmp_path / "in" / "run", face)
+    canvas = write_face_bag(tmp_path / "in" / "run", face)
     (tmp_path / "out").mkdir()
     return BagJob(tmp_path / "in" / "run", tmp_path / "out" / "run"), canvas
 

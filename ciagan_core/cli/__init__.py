@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CiaganError as exc:
         print(f"ciagan {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a full disk, a vanished folder: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ciagan {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ciagan {args.command}: interrupted", file=sys.stderr)
         return 130
