@@ -241,6 +241,12 @@ def _reading(step: Callable, source: Path) -> Callable:
         try:
             return step(*args)
         except Exception as exc:
+            # The writer's storage errors pass through here too: a full disk is the output's.
+            if "disk is full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
+                raise BagError(
+                    f"cannot write the anonymized bag: no space left on the output's disk "
+                    f"({_one_line(exc)}); nothing written"
+                ) from None
             if type(exc).__module__.split(".")[0] in _READER_MODULES:
                 raise BagError(
                     f"{source}: cannot read the bag (truncated?): {_one_line(exc)}"
@@ -311,6 +317,33 @@ def output_fingerprint(folder: Path, expected: list | None = None) -> list:
         if shallow != [list(e[:2]) if isinstance(e, list) else e for e in expected]:
             return shallow
     return [e if e[1] == "symlink" else [e[0], e[1], file_sha256(e[2])] for e in entries]
+
+
+def adopt_report(folder: Path, target: Path) -> bool:
+    """A writer killed between renaming its bag to ``target`` and its report to
+    ``target.report.json`` left the report in its temporary ``folder``: put it in place if it
+    is that bag's report (complete, naming ``target``, and recording the very bytes there) and
+    nothing is at the report's path. Returns whether it did."""
+    pending, home = Path(folder) / "report.json", report_path(target)
+    if not pending.is_file() or pending.is_symlink() or os.path.lexists(home):
+        return False
+    if target.is_symlink() or not target.is_dir():
+        return False
+    try:
+        report = json.loads(pending.read_text())
+        named = Path(report["output"]).resolve() == target.resolve()
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError):
+        return False
+    recorded = report.get("output_fingerprint")
+    if not named or report.get("complete") is not True or not isinstance(recorded, list):
+        return False
+    if output_fingerprint(target, expected=recorded) != recorded:
+        return False
+    try:
+        _rename_file_noreplace(pending, home)
+    except OSError:
+        return False
+    return True
 
 
 def remove_temporary(folder: Path) -> bool:

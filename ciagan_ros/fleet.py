@@ -45,6 +45,7 @@ from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import (
     OWNER_FILE,
     BagSettings,
+    adopt_report,
     input_fingerprint,
     output_fingerprint,
     process_context,
@@ -262,6 +263,9 @@ def remove_stale_temporaries(outdir: Path, names: Sequence[str]) -> int:
             if not writer_gone(owner):
                 log.info("%s: its writer may still run; left in place", path)
                 continue
+            target = Path(outdir) / name
+            if adopt_report(path, target):  # killed between the bag's rename and its report's
+                log.warning("%s: put in place the report its killed writer left", target)
             removed += remove_temporary(path)
     return removed
 

@@ -325,3 +325,22 @@ def test_the_output_fingerprint_names_each_file_s_content(frames, tmp_path):
     assert output_fingerprint(tmp_path / "bag", expected=[["other", 1, "x"]]) == [
         e[:2] for e in fingerprint
     ]
+
+
+def test_a_full_output_disk_is_named_as_such_not_blamed_on_the_input(
+    frames, tmp_path, monkeypatch
+):
+    import sqlite3
+
+    source, target = tmp_path / "in", tmp_path / "out"
+    _bag(source, frames)
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(bag_tool, "_write_all", full)
+    with pytest.raises(BagError) as refused:
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert "no space left on the output's disk" in str(refused.value)
+    assert "cannot read" not in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

@@ -534,3 +534,51 @@ def test_a_resume_hashes_no_output_whose_sizes_already_differ(recordings, tmp_pa
     report = _run({"run0": recordings["run0"]}, outdir, FleetSettings())
     assert report["failed"] == 1
     assert [p for p in hashed if outdir in p.parents and p.parent.name == "run0"] == []
+
+
+def _killed_between_the_renames(source: Path, outdir: Path, monkeypatch) -> Path:
+    """Write ``source`` into OUTDIR as a writer killed (SIGKILL: no clean-up) right after
+    renaming the bag and before renaming its report; returns the temporary folder left."""
+    import ciagan_ros.bag_tool as bag_tool
+
+    original = bag_tool._rename_file_noreplace
+
+    def killed(src, dst):
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bag_tool, "_rename_file_noreplace", killed)
+        patch.setattr(bag_tool._Publishing, "clean_up", lambda self: None)
+        with pytest.raises(SystemExit):
+            bag_tool.anonymize_bag(source, outdir / source.name, CONFIG, SETTINGS)
+    assert bag_tool._rename_file_noreplace is original
+    [left] = outdir.glob(f".{source.name}.partial-*")
+    owner = left / bag_tool.OWNER_FILE
+    owner.write_text(json.dumps({**json.loads(owner.read_text()), "pid": _dead_pid()}))
+    return left
+
+
+def test_a_report_left_by_a_writer_killed_between_the_renames_is_put_in_place(
+    recordings, tmp_path, monkeypatch
+):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    left = _killed_between_the_renames(recordings["run0"], outdir, monkeypatch)
+    assert (outdir / "run0").is_dir() and not (outdir / "run0.report.json").exists()
+    report = _run({"run0": recordings["run0"]}, outdir)
+    assert report["skipped"] == 1 and not left.exists()
+    assert json.loads((outdir / "run0.report.json").read_text())["complete"] is True
+
+
+def test_a_left_report_whose_bytes_are_not_the_bag_s_is_not_put_in_place(
+    recordings, tmp_path, monkeypatch
+):
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    left = _killed_between_the_renames(recordings["run0"], outdir, monkeypatch)
+    [data] = [p for p in (outdir / "run0").iterdir() if p.suffix in (".db3", ".mcap")]
+    raw = next(p for p in recordings["run0"].iterdir() if p.suffix == data.suffix)
+    shutil.copyfile(raw, data)  # the raw recording put there since
+    report = _run({"run0": recordings["run0"]}, outdir)
+    assert (report["skipped"], report["failed"]) == (0, 1) and not left.exists()
+    assert not (outdir / "run0.report.json").exists()
