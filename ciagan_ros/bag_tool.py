@@ -234,6 +234,16 @@ def _distro(source: Path, info: dict[str, Any], fallback: str) -> str:
 _READER_MODULES = ("rosbags", "sqlite3", "apsw", "zstandard", "lz4", "mcap", "ruamel", "yaml")
 
 
+def _disk_full(exc: BaseException) -> BagError | None:
+    """The error to tell for an output disk that filled (sqlite3's or the OS's), else None."""
+    if "disk is full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
+        return BagError(
+            f"cannot write the anonymized bag: no space left on the output's disk "
+            f"({_one_line(exc)}); nothing written"
+        )
+    return None
+
+
 def _reading(step: Callable, source: Path) -> Callable:
     """``step`` with the errors of a damaged bag (rosbags' own) turned into one BagError."""
 
@@ -242,11 +252,8 @@ def _reading(step: Callable, source: Path) -> Callable:
             return step(*args)
         except Exception as exc:
             # The writer's storage errors pass through here too: a full disk is the output's.
-            if "disk is full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
-                raise BagError(
-                    f"cannot write the anonymized bag: no space left on the output's disk "
-                    f"({_one_line(exc)}); nothing written"
-                ) from None
+            if (full := _disk_full(exc)) is not None:
+                raise full from None
             if type(exc).__module__.split(".")[0] in _READER_MODULES:
                 raise BagError(
                     f"{source}: cannot read the bag (truncated?): {_one_line(exc)}"
@@ -495,9 +502,15 @@ def anonymize_bag(
                     anonymizer,
                 )
             except BaseException:
-                writer.close()
+                with contextlib.suppress(Exception):  # the error that stopped the writing is
+                    writer.close()  # the one to tell (closing a full disk's bag fails again)
                 raise
-            writer.close()
+            try:
+                writer.close()  # writes the last chunk, commits the sqlite3 transaction
+            except Exception as exc:
+                if (full := _disk_full(exc)) is not None:
+                    raise full from None
+                raise
             if input_fingerprint(source) != fingerprint:
                 raise BagError(
                     f"{source}: the recording changed while it was read (still being copied "

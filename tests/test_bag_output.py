@@ -344,3 +344,33 @@ def test_a_full_output_disk_is_named_as_such_not_blamed_on_the_input(
     assert "no space left on the output's disk" in str(refused.value)
     assert "cannot read" not in str(refused.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
+@pytest.mark.parametrize("where", ["closing", "writing and closing"])
+def test_a_disk_that_fills_as_the_bag_is_closed_is_named_as_such(
+    frames, tmp_path, monkeypatch, where
+):
+    # sqlite3 commits and mcap writes its last chunk when the writer closes: a full disk
+    # shows there, after the loop (and again there after the loop failed).
+    import sqlite3
+
+    from rosbags.rosbag2 import Writer
+
+    source, target = tmp_path / "in", tmp_path / "out"
+    _bag(source, frames)
+    original_close = Writer.close
+
+    def close_full(self):
+        original_close(self)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Writer, "close", close_full)
+    if where == "writing and closing":
+
+        def write_full(*args, **kwargs):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(bag_tool, "_write_all", write_full)
+    with pytest.raises(BagError, match="no space left on the output's disk"):
+        anonymize_bag(source, target, AnonymizerConfig(), BagSettings())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
