@@ -436,32 +436,28 @@ def load_jobs(
     stats = json.loads((mutants / "mutmut-stats.json").read_text())
     tests_by_function = stats["tests_by_mangled_function_name"]
     duration = stats["duration_by_test"]
-    selected = {
-        t
-        for meta_path in mutants.rglob("*.py.meta")
-        for mutant in json.loads(meta_path.read_text())["exit_code_by_key"]
-        if any(fnmatch.fnmatchcase(mutant, p) for p in patterns)
-        for t in tests_by_function.get(mutant.partition("__mutmut_")[0], [])
+    chosen = [
+        mutant
+        for meta_path in sorted(mutants.rglob("*.py.meta"))
+        for mutant, code in json.loads(meta_path.read_text())["exit_code_by_key"].items()
+        if any(fnmatch.fnmatchcase(mutant, p) for p in patterns) and (code is None or rerun)
+    ]
+    tests_of = {
+        mutant: tests_by_function.get(mutant.partition("__mutmut_")[0], []) for mutant in chosen
     }
+    selected = {t for tests in tests_of.values() for t in tests}
     isolated = ray_tests(mutants, selected | set(first) | set(last))
     jobs = []
-    for meta_path in sorted(mutants.rglob("*.py.meta")):
-        codes = json.loads(meta_path.read_text())["exit_code_by_key"]
-        for mutant, code in codes.items():
-            if not any(fnmatch.fnmatchcase(mutant, p) for p in patterns):
-                continue
-            if code is not None and not rerun:
-                continue
-            function = mutant.partition("__mutmut_")[0]
-            tests = sorted(tests_by_function.get(function, []), key=lambda t: duration.get(t, 0))
-            tests = list(dict.fromkeys([*first, *tests, *last]))
-            estimate = sum(duration.get(t, 0.0) for t in tests)
-            budget = max(120.0, factor * estimate + 60.0)
-            ray = [t for t in tests if t in isolated]
-            if ray:
-                budget += ISOLATED_OVERHEAD_S
-            tests = [t for t in tests if t not in isolated]
-            jobs.append(Job(mutant, tests, budget, isolated=ray))
+    for mutant in chosen:
+        tests = sorted(tests_of[mutant], key=lambda t: duration.get(t, 0))
+        tests = list(dict.fromkeys([*first, *tests, *last]))
+        estimate = sum(duration.get(t, 0.0) for t in tests)
+        budget = max(120.0, factor * estimate + 60.0)
+        ray = [t for t in tests if t in isolated]
+        if ray:
+            budget += ISOLATED_OVERHEAD_S
+        tests = [t for t in tests if t not in isolated]
+        jobs.append(Job(mutant, tests, budget, isolated=ray))
     return sorted(jobs, key=lambda job: job.budget_s)
 
 

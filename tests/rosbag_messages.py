@@ -328,6 +328,18 @@ def read_bag(path) -> dict:
     return out
 
 
+def first_frame(path) -> np.ndarray:
+    """The first image of a bag (sensor_msgs/Image, bgr8), as a frame."""
+    from pathlib import Path
+
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([Path(path)]) as reader:
+        _, _, raw = next(iter(reader.messages()))
+        msg = reader.deserialize(raw, "sensor_msgs/msg/Image")
+    return np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
+
+
 def message_frame(msg) -> np.ndarray:
     """The BGR/gray frame of an image message: sensor_msgs or foxglove_msgs, raw or compressed."""
     from ciagan_ros.image_codec import message_to_frame

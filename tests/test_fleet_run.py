@@ -15,11 +15,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
 import pytest
 
 pytest.importorskip("rosbags")
-from rosbag_messages import FACE_BOX, unchanged_share, write_face_bag
+from rosbag_messages import FACE_BOX, first_frame, unchanged_share, write_face_bag
 
 import ciagan_ros.fleet as fleet_module
 from ciagan_core.errors import ConfigError, InputError
@@ -54,15 +53,6 @@ def _run(recordings, outdir: Path, fleet: FleetSettings | None = None, **kwargs)
         fleet or FleetSettings(),
         **kwargs,
     )
-
-
-def _first_frame(folder: Path) -> np.ndarray:
-    from rosbags.highlevel import AnyReader
-
-    with AnyReader([folder]) as reader:
-        _, _, raw = next(iter(reader.messages()))
-        msg = reader.deserialize(raw, "sensor_msgs/msg/Image")
-    return np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
 
 
 def _hidden(outdir: Path) -> list[str]:
@@ -165,8 +155,8 @@ def test_the_report_written_is_the_report_returned_with_every_field(recordings, 
         assert result["messages"] == 1 and result["faces"] >= 1
         assert result["worker"] == f"{socket.gethostname()}:{os.getpid()}"
         assert json.loads((outdir / f"{name}.report.json").read_text())["complete"] is True
-        before = _first_frame(recordings[name])  # every face anonymized
-        assert unchanged_share(_first_frame(outdir / name), before, FACE_BOX) < 0.05
+        before = first_frame(recordings[name])  # every face anonymized
+        assert unchanged_share(first_frame(outdir / name), before, FACE_BOX) < 0.05
 
 
 def test_the_wall_time_is_the_run_s_in_hundredths(recordings, tmp_path, monkeypatch):
@@ -352,7 +342,7 @@ def test_a_raw_bag_copied_over_a_finished_output_is_never_taken_as_finished(reco
     os.utime(written, ns=(mtime, mtime))
     report = _run({"run1": recordings["run1"]}, outdir)
     assert (report["skipped"], report["failed"]) == (0, 1)
-    assert unchanged_share(_first_frame(outdir / "run1"), _first_frame(raw.parent), FACE_BOX) == 1
+    assert unchanged_share(first_frame(outdir / "run1"), first_frame(raw.parent), FACE_BOX) == 1
 
 
 @pytest.mark.parametrize("kind", ["symlink", "folder"])

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("rosbags")
 from ros_node import unchanged_share
 from rosbag_messages import FACE_BOX as FACE
-from rosbag_messages import write_face_bag
+from rosbag_messages import first_frame, write_face_bag
 
 from ciagan_core.pipeline import AnonymizerConfig
 from ciagan_ros.bag_tool import BagSettings, settings_digest
@@ -52,15 +52,6 @@ def _timed(worker: BagWorker, job: BagJob):
     return outcome, time.perf_counter() - before
 
 
-def _first_frame(folder: Path) -> np.ndarray:
-    from rosbags.highlevel import AnyReader
-
-    with AnyReader([folder]) as reader:
-        _, _, raw = next(iter(reader.messages()))
-        msg = reader.deserialize(raw, "sensor_msgs/msg/Image")
-    return np.asarray(msg.data, np.uint8).reshape(msg.height, msg.width, 3)
-
-
 def test_an_attempt_reports_its_worker_time_and_count(worker, face, tmp_path):
     job, canvas = _job(tmp_path, face)
     outcome, wall = _timed(worker, job)
@@ -72,7 +63,7 @@ def test_an_attempt_reports_its_worker_time_and_count(worker, face, tmp_path):
     assert isinstance(outcome.seconds, float) and outcome.seconds == round(outcome.seconds, 2)
     assert wall - 0.5 <= outcome.seconds <= wall + 0.01
     assert outcome.messages == 3 and outcome.faces == 3 and outcome.error == ""
-    assert unchanged_share(canvas, _first_frame(job.target), FACE) < 0.05
+    assert unchanged_share(canvas, first_frame(job.target), FACE) < 0.05
 
 
 def test_a_failed_attempt_names_its_bag_output_worker_and_time(worker, tmp_path):
@@ -109,7 +100,7 @@ def test_a_retry_after_an_attempt_that_left_nothing_anonymizes_the_bag(worker, f
     outcome = worker.process(job)
     assert outcome.status == "done" and outcome.attempts == 2, outcome.error
     assert is_finished(job, worker.digest)
-    assert unchanged_share(canvas, _first_frame(job.target), FACE) < 0.05
+    assert unchanged_share(canvas, first_frame(job.target), FACE) < 0.05
 
 
 def test_a_retry_replaces_an_output_that_the_dead_attempt_did_not_finish(worker, face, tmp_path):
@@ -123,7 +114,7 @@ def test_a_retry_replaces_an_output_that_the_dead_attempt_did_not_finish(worker,
     assert outcome.status == "done" and outcome.attempts == 2, outcome.error
     assert job.target.stat().st_ino != inode
     assert is_finished(job, worker.digest)
-    assert unchanged_share(canvas, _first_frame(job.target), FACE) < 0.05
+    assert unchanged_share(canvas, first_frame(job.target), FACE) < 0.05
 
 
 def test_a_retry_redoes_a_finished_output_made_with_other_settings(face, tmp_path):

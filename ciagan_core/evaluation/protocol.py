@@ -392,20 +392,14 @@ def _model_record(path: str | None) -> dict | None:
     file), or the file's own sha256 (another format an engine reads, such as ONNX)."""
     if path is None:
         return None
-    from ciagan_core.model_file import read_model_info
+    from ciagan_core.model_file import file_sha256, read_model_info
 
     try:
         info = read_model_info(path)
     except ModelFileError:
         if not Path(path).is_file():
             raise
-        import hashlib
-
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return {"file": Path(path).name, "file_sha256": digest.hexdigest()}
+        return {"file": Path(path).name, "file_sha256": file_sha256(Path(path))}
     return {
         "file": Path(path).name,
         "weights_sha256": info.weights_sha256,
